@@ -1,0 +1,1 @@
+"""The built-in plugins of safes-framework (synthesizers, fairness transformers, metrics)."""

@@ -1,0 +1,196 @@
+"""The plugin manager: built-ins from a tuple of modules, third parties from entry points."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .base import FairnessTransformer, Metric, Synthesizer
+from .errors import PluginError
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from .privacy import LedgerEntry
+    from .release import Release, RunInfo
+
+logger = logging.getLogger(__name__)
+
+#: Entry-point group and pluggy project name.
+PROJECT = "safes_framework"
+
+#: The built-in plugins: ordinary plugins, registered by module name.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "safes_plugins.mst",
+)
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class PluginManager:
+    """A typed facade over pluggy's manager: one method per hook, lazily built registries.
+
+    Args:
+        load_entrypoints: also load third-party plugins from the `safes_framework`
+            entry-point group.
+        builtins: module names of the built-in plugins (default `DEFAULT_PLUGINS`).
+    """
+
+    def __init__(
+        self, *, load_entrypoints: bool = True, builtins: tuple[str, ...] = DEFAULT_PLUGINS
+    ) -> None:
+        self._pm = pluggy.PluginManager(PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._registries: dict[str, Registry[Any]] = {}
+        self._origins: dict[str, str] = {}
+        for modname in builtins:
+            try:
+                module = importlib.import_module(modname)
+            except Exception as exc:
+                raise PluginError(f"built-in plugin {modname!r} failed to import: {exc!r}") from exc
+            self.register(module, name=modname, origin="built-in")
+        if load_entrypoints:
+            self._load_entrypoints()
+
+    def _load_entrypoints(self) -> None:
+        for ep in importlib.metadata.entry_points(group=PROJECT):
+            if self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} (entry point {ep.value!r} of distribution {dist!r}) "
+                    f"failed to load: {exc!r}"
+                ) from exc
+            self.register(plugin, name=ep.name, origin=f"entry point ({dist})")
+
+    def register(self, plugin: object, *, name: str | None = None, origin: str = "runtime") -> str:
+        """Register a plugin object (module or instance with `@hookimpl` methods)."""
+        try:
+            registered = self._pm.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
+        if registered is None:
+            raise PluginError(f"plugin {name or plugin!r} is blocked")
+        self._origins[registered] = origin
+        self._registries.clear()
+        return registered
+
+    def unregister(self, name: str) -> None:
+        self._pm.unregister(name=name)
+        self._origins.pop(name, None)
+        self._registries.clear()
+
+    def origin(self, plugin: str) -> str:
+        return self._origins.get(plugin, "runtime")
+
+    def plugin_names(self) -> list[str]:
+        return sorted(n for n, _ in self._pm.list_name_plugin())
+
+    # -- registration hooks -------------------------------------------------------------------
+
+    def _registry(self, hook: str, kind: str, base: type) -> Registry[Any]:
+        if hook not in self._registries:
+            registry: Registry[Any] = Registry(kind, base)
+            caller = getattr(self._pm.hook, hook)
+            # Call each implementation on its own, in registration order (built-ins first), so
+            # the registry knows every entry's origin.
+            for impl in caller.get_hookimpls():
+                try:
+                    impl.function(register=registry._for_plugin(impl.plugin_name))
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook}: {exc!r}"
+                    ) from exc
+            self._registries[hook] = registry
+        return self._registries[hook]
+
+    @property
+    def synthesizers(self) -> Registry[Synthesizer]:
+        return self._registry("safes_register_synthesizers", "synthesizer", Synthesizer)
+
+    @property
+    def fairness_transformers(self) -> Registry[FairnessTransformer]:
+        return self._registry(
+            "safes_register_fairness_transformers", "fairness transformer", FairnessTransformer
+        )
+
+    @property
+    def metrics(self) -> Registry[Metric]:
+        return self._registry("safes_register_metrics", "metric", Metric)
+
+    # -- lifecycle hooks -----------------------------------------------------------------------
+
+    def run_started(self, run: RunInfo) -> None:
+        self._pm.hook.safes_run_started(run=run)
+
+    def stage_started(self, run: RunInfo, stage: str) -> None:
+        self._pm.hook.safes_stage_started(run=run, stage=stage)
+
+    def stage_finished(self, run: RunInfo, stage: str, seconds: float) -> None:
+        self._pm.hook.safes_stage_finished(run=run, stage=stage, seconds=seconds)
+
+    def privacy_spent(self, run: RunInfo, entry: LedgerEntry, epsilon: float, delta: float) -> None:
+        self._pm.hook.safes_privacy_spent(run=run, entry=entry, epsilon=epsilon, delta=delta)
+
+    def progress(
+        self, run: RunInfo, stage: str, step: int, total: int | None, message: str
+    ) -> None:
+        self._pm.hook.safes_progress(run=run, stage=stage, step=step, total=total, message=message)
+
+    def run_finished(self, run: RunInfo, release: Release) -> None:
+        self._pm.hook.safes_run_finished(run=run, release=release)
+
+
+_lock = threading.Lock()
+_manager: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager (built-ins plus entry points), built on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            _manager = PluginManager()
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests; after installing a distribution at run time)."""
+    global _manager
+    with _lock:
+        _manager = None
+
+
+def register_plugin(plugin: object, *, name: str | None = None) -> str:
+    """Register a plugin object with the process-wide manager (third-party code, tests)."""
+    return get_plugin_manager().register(plugin, name=name)
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with `register_plugin`."""
+    get_plugin_manager().unregister(name)
+
+
+def synthesizer(name: str, **params: Any) -> Synthesizer:
+    """A configured synthesizer, e.g. `synthesizer("mst", epsilon=1.0, delta=1e-9)`."""
+    return get_plugin_manager().synthesizers.create(name, **params)
+
+
+def fairness_transformer(name: str, **params: Any) -> FairnessTransformer:
+    """A configured fairness transformer, e.g. `fairness_transformer("tot", eta=0.025)`."""
+    return get_plugin_manager().fairness_transformers.create(name, **params)
+
+
+def metric(name: str, **params: Any) -> Metric:
+    """A configured metric."""
+    return get_plugin_manager().metrics.create(name, **params)
