@@ -137,12 +137,18 @@ class Release:
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
         }
 
-    def save(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write `release.csv`, `privacy.json` and `run.json` into directory `out`.
 
         Files are written to a temporary directory first and moved into place together, so an
         error never leaves a half-written release. Weights, if any, are a `weight` column of
-        `release.csv`.
+        `release.csv`. `extra` is merged into `run.json` (e.g. the dataset's name).
         """
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite:
@@ -155,7 +161,7 @@ class Release:
                 table = table.assign(weight=self.weights)
             table.to_csv(tmp / "release.csv", index=False)
             (tmp / "privacy.json").write_text(json.dumps(self.privacy.to_dict(), indent=2))
-            (tmp / "run.json").write_text(json.dumps(self.run_record(), indent=2))
+            (tmp / "run.json").write_text(json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2))
             out.mkdir(exist_ok=True)
             for f in ("release.csv", "privacy.json", "run.json"):
                 os.replace(tmp / f, out / f)

@@ -1,0 +1,208 @@
+"""The `safes` command line: run a chain, list plugins."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import ConfigError, DataError, PluginError, SafesError, SchemaError
+from .plugins import get_plugin_manager, hookimpl
+
+logger = logging.getLogger(__name__)
+
+#: Errors that mean "the user asked for something wrong": one line, exit code 2.
+USAGE_ERRORS = (ConfigError, DataError, PluginError, SchemaError)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    """`key=value` with value read as a Python literal when it is one (1e-3, [1, 2], True)."""
+    if "=" not in text:
+        raise ConfigError(f"parameter {text!r} must look like key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+class ProgressPrinter:
+    """A lifecycle-hook plugin that writes a run's progress to a stream (stderr)."""
+
+    def __init__(self, stream: Any = None, min_interval: float = 0.5) -> None:
+        self.stream = stream or sys.stderr
+        self.min_interval = min_interval
+        self._last = 0.0
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    @hookimpl
+    def safes_stage_started(self, run: Any, stage: str) -> None:
+        self._say(f"[{stage}] started")
+
+    @hookimpl
+    def safes_stage_finished(self, run: Any, stage: str, seconds: float) -> None:
+        self._say(f"[{stage}] finished in {seconds:.2f} s")
+
+    @hookimpl
+    def safes_progress(
+        self, run: Any, stage: str, step: int, total: int | None, message: str
+    ) -> None:
+        now = time.monotonic()
+        if total is not None and step < total and now - self._last < self.min_interval:
+            return
+        self._last = now
+        of = f"{step}/{total}" if total is not None else str(step)
+        self._say(f"[{stage}] {of} {message}".rstrip())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import datasets
+    from .chain import SafesChain
+    from .schema import Schema
+
+    pm = get_plugin_manager()
+    if args.dataset and (args.data or args.schema):
+        raise ConfigError("give either --dataset or --data with --schema, not both")
+    if args.dataset:
+        df, schema = datasets.load(args.dataset)
+        source = {"dataset": args.dataset}
+    elif args.data and args.schema:
+        try:
+            schema = Schema.from_json(Path(args.schema).read_text())
+            df = pd.read_csv(args.data)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read input: {exc}") from None
+        source = {"data": str(args.data), "schema_file": str(args.schema)}
+    else:
+        raise ConfigError("give --dataset NAME, or --data CSV with --schema JSON")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(f"output directory {str(out)!r} is not empty (add --overwrite)")
+    synth_params = dict(_parse_param(p) for p in args.synth_param)
+    synth = pm.synthesizers.create(
+        args.synthesizer, epsilon=args.epsilon, delta=args.delta, **synth_params
+    )
+    fairness = None
+    if args.fairness:
+        fparams = dict(_parse_param(p) for p in args.fairness_param)
+        if args.eta is not None:
+            fparams["eta"] = args.eta
+        fairness = pm.fairness_transformers.create(args.fairness, **fparams)
+    elif args.eta is not None or args.fairness_param:
+        raise ConfigError("--eta / --fairness-param need --fairness NAME")
+    printer = None if args.quiet else ProgressPrinter()
+    if printer is not None:
+        pm.register(printer, name="safes-cli-progress")
+    try:
+        chain = SafesChain(synth, fairness, seed=args.seed, rows=args.rows, plugin_manager=pm)
+        release = chain.run(df, schema)
+    finally:
+        if printer is not None:
+            pm.unregister("safes-cli-progress")
+    release.save(out, overwrite=args.overwrite, extra={"input": source, "command": sys.argv})
+    p = release.privacy
+    print(
+        f"wrote {out}/release.csv ({len(release.data)} rows), privacy.json, run.json; "
+        f"({p.epsilon:.6g}, {p.delta:.3g})-DP, budget ({p.budget[0]:.6g}, {p.budget[1]:.3g})"
+    )
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    pm = get_plugin_manager()
+    rows = []
+    for kind, registry in (
+        ("synthesizer", pm.synthesizers),
+        ("fairness", pm.fairness_transformers),
+        ("metric", pm.metrics),
+    ):
+        for e in registry:
+            rows.append({"kind": kind, "name": e.name, "plugin": e.plugin,
+                         "origin": pm.origin(e.plugin), "description": e.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['kind']:<12} {r['name']:<16} {r['origin']:<28} {r['description']}")
+    return 0
+
+
+#: Subcommands: name -> (builder of its arguments, handler, help).
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int], str]] = {}
+
+
+def _build_run(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("input")
+    src.add_argument("--dataset", help="bundled dataset: adult, compas, adult-full")
+    src.add_argument("--data", help="CSV of a sensitive table (with --schema)")
+    src.add_argument("--schema", help="JSON schema of --data (see Schema.to_json)")
+    p.add_argument("--synthesizer", default="mst", help="registered synthesizer (default mst)")
+    p.add_argument("--epsilon", type=float, required=True)
+    p.add_argument("--delta", type=float, default=1e-9)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--rows", type=int, default=None,
+                   help="rows to release (default: as many as the input; its count is then "
+                        "treated as public)")
+    p.add_argument("--synth-param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fairness", default=None, help="registered fairness transformer")
+    p.add_argument("--eta", type=float, default=None, help="fairness bound of --fairness")
+    p.add_argument("--fairness-param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _build_plugins(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+COMMANDS["run"] = (_build_run, _cmd_run, "run a chain on a dataset and write a release")
+COMMANDS["plugins"] = (_build_plugins, _cmd_plugins, "list installed plugins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="safes", description="Differentially private and fairer data (SAFES).")
+    parser.add_argument("--version", action="version", version=f"safes {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (build, _handler, help_text) in COMMANDS.items():
+        build(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handler = COMMANDS[args.command][1]
+    try:
+        return handler(args)
+    except USAGE_ERRORS as exc:
+        print(f"safes: error: {exc}", file=sys.stderr)
+        return 2
+    except SafesError as exc:
+        print(f"safes: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
