@@ -1,0 +1,104 @@
+"""Tests of the `safes` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from safes_framework import Schema
+from safes_framework.cli import main
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, table: pd.DataFrame, schema: Schema) -> tuple[Path, Path]:
+    data, spec = tmp_path / "data.csv", tmp_path / "schema.json"
+    table.to_csv(data, index=False)
+    spec.write_text(schema.to_json())
+    return data, spec
+
+
+def test_run_writes_release_privacy_and_run_json(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    out = tmp_path / "out"
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--synthesizer", "mst",
+                 "--epsilon", "1", "--delta", "1e-9", "--seed", "0", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "[synthesizer] started" in captured.err and "4/4 done" in captured.err
+    assert "(1, 1e-09)-DP" in captured.out
+    release = pd.read_csv(out / "release.csv")
+    assert len(release) == 2000
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert privacy["epsilon"] <= 1 + 1e-9 and privacy["delta"] == 1e-9
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 0 and run["synthesizer"]["name"] == "mst"
+    assert set(run["timings"]) == {"synthesizer", "sample"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--epsilon", "1", "--out", "x"], "give --dataset NAME"),
+        (["run", "--dataset", "nope", "--epsilon", "1", "--out", "x"], "nope"),
+        (["run", "--synthesizer", "nope", "--epsilon", "1", "--out", "x", "--data", "D",
+          "--schema", "S"], "cannot read input"),
+        (["run", "--epsilon", "abc", "--out", "x"], "invalid float value"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_unknown_synthesizer_lists_installed(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--synthesizer", "nope",
+                 "--epsilon", "1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "installed synthesizers: " in err and "mst" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_of_domain_data_names_column_and_writes_nothing(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    df = pd.read_csv(data)
+    df.loc[3, "edu"] = 17
+    df.to_csv(data, index=False)
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'edu'" in err and "17" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_plugins_lists_kind_and_origin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    mst = next(r for r in rows if r["name"] == "mst")
+    assert mst == {**mst, "kind": "synthesizer", "origin": "built-in",
+                   "plugin": "safes_plugins.mst"}
+
+
+def test_console_script_is_installed() -> None:
+    proc = subprocess.run([sys.executable, "-m", "safes_framework.cli", "--version"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("safes ")

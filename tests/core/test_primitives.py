@@ -1,0 +1,120 @@
+"""Tests of the DP primitives: charging, noise scale, selection, compression, raw rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from safes_framework import Schema
+from safes_framework.access import CompressedSource, InMemorySource
+from safes_framework.errors import BudgetExceededError, ConfigError, DataError, PrivacyError
+from safes_framework.primitives import PrivateTable
+from safes_framework.privacy import ExponentialMechanism, Gaussian, RDPAccountant
+
+
+def _table(table: pd.DataFrame, schema: Schema, budget: tuple[float, float] | None = None,
+           seed: int = 0) -> PrivateTable:
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    return PrivateTable(source, schema, RDPAccountant(budget=budget),
+                        np.random.SeedSequence(seed))
+
+
+def test_marginals_are_bincounts_over_mixed_radix_codes(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    counts = source.marginal(("edu", "sex"))
+    expected = pd.crosstab(table["edu"], table["sex"]).reindex(range(5), fill_value=0)
+    assert counts.shape == (10,)
+    assert (counts.reshape(5, 2) == expected.to_numpy()).all()
+    assert source.marginal(()).tolist() == [len(table)]
+
+
+def test_measure_charges_one_gaussian_per_marginal(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema)
+    ms = pt.measure([("sex",), ("race", "edu")], sigma=3.0, label="m")
+    assert [m.clique for m in ms] == [("sex",), ("race", "edu")]
+    assert ms[1].values.shape == (10,)
+    (entry,) = pt.accountant.entries
+    assert entry.count == 2 and entry.label == "m"
+    ref = RDPAccountant()
+    ref.compose(Gaussian(noise_multiplier=3.0), count=2)
+    assert pt.accountant.epsilon(1e-6) == pytest.approx(ref.epsilon(1e-6))
+
+
+def test_measurement_noise_has_the_stated_scale(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema)
+    exact = InMemorySource(schema.encode_array(table), schema.sizes).marginal(("edu",))
+    noise = np.concatenate([pt.measure([("edu",)], 4.0)[0].values - exact for _ in range(400)])
+    assert noise.mean() == pytest.approx(0.0, abs=0.3)
+    assert noise.std() == pytest.approx(4.0, rel=0.05)
+
+
+def test_spend_beyond_budget_raises_before_noise(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema, budget=(1.0, 1e-6), seed=9)
+    with pytest.raises(BudgetExceededError):
+        pt.measure([("sex",)], sigma=0.01)
+    assert pt.accountant.entries == [] or len(pt.accountant.entries) == 0
+    after_failure = pt.measure([("sex",)], sigma=5.0)[0].values
+    fresh = _table(table, schema, budget=(1.0, 1e-6), seed=9).measure([("sex",)], 5.0)[0].values
+    assert (after_failure == fresh).all()  # the failed call consumed no randomness
+
+
+def test_select_prefers_the_worst_estimate(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema)
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    cands = [("sex", "race"), ("edu", "income"), ("race", "income")]
+    est = {c: source.marginal(c).copy() for c in cands}
+    est[("edu", "income")] = np.zeros(10)  # far off
+    picks = {pt.select(cands, epsilon=5.0, estimates=est) for _ in range(20)}
+    assert picks == {("edu", "income")}
+    assert pt.accountant.entries[0].event == ExponentialMechanism(epsilon=5.0).to_dict()
+
+
+def test_select_draws_from_the_exponential_mechanism(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema)
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    cands = [("sex",), ("race",)]
+    est = {("sex",): source.marginal(("sex",)) + np.array([1.0, 0.0]),
+           ("race",): source.marginal(("race",)) + np.array([2.0, 1.0])}
+    eps = 1.0
+    # scores 1 and 3, sensitivity 1: P(race) = e^{1.5} / (e^{0.5} + e^{1.5})
+    picks = [pt.select(cands, epsilon=eps, estimates=est) for _ in range(3000)]
+    freq = np.mean([p == ("race",) for p in picks])
+    assert freq == pytest.approx(np.exp(1.5) / (np.exp(0.5) + np.exp(1.5)), abs=0.03)
+
+
+def test_select_validates_inputs(table: pd.DataFrame, schema: Schema) -> None:
+    pt = _table(table, schema)
+    with pytest.raises(ConfigError, match="unknown column 'zip'"):
+        pt.select([("zip",)], epsilon=1.0, estimates={})
+    with pytest.raises(ConfigError, match="cells"):
+        pt.select([("sex",)], epsilon=1.0, estimates={("sex",): np.zeros(3)})
+    with pytest.raises(PrivacyError):
+        pt.select([("sex",)], epsilon=0.0, estimates={("sex",): np.zeros(2)})
+    assert len(pt.accountant.entries) == 0
+
+
+def test_compressed_view_aggregates_counts(table: pd.DataFrame, schema: Schema) -> None:
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    mapping = {"edu": np.array([0, 0, 1, 2, 2])}
+    comp = CompressedSource(source, mapping)
+    assert comp.sizes["edu"] == 3
+    full = source.marginal(("sex", "edu")).reshape(2, 5)
+    merged = np.stack([full[:, :2].sum(1), full[:, 2], full[:, 3:].sum(1)], axis=1)
+    assert (comp.marginal(("sex", "edu")).reshape(2, 3) == merged).all()
+    with pytest.raises(DataError, match="onto"):
+        CompressedSource(source, {"edu": np.array([0, 0, 2, 2, 2])})
+
+
+def test_rows_are_released_only_after_declared_events_fit(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    pt = _table(table, schema, budget=(1.0, 1e-6))
+    with pytest.raises(BudgetExceededError):
+        pt.rows([(Gaussian(noise_multiplier=0.5), 1000)])
+    assert len(pt.accountant.entries) == 0
+    rows = pt.rows([(Gaussian(noise_multiplier=20.0), 1)])
+    assert rows.shape == (len(table), 4) and not rows.flags.writeable
+    assert len(pt.accountant.entries) == 1
