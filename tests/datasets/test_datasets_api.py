@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,14 +213,3 @@ def test_split_other_seed_differs_and_bad_input() -> None:
         ds.train_test_split("compas", test_size=2.0)
     with pytest.raises(DataError):
         ds.train_test_split(pd.DataFrame({"a": [1]}))
-
-
-@pytest.mark.parametrize("name", list(ROWS))
-def test_load_is_fast(name: str) -> None:
-    best = float("inf")
-    for _ in range(3):
-        ds._read.cache_clear()
-        start = time.perf_counter()
-        ds.load(name)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5, f"{name}: {best:.3f} s"
