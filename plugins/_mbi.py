@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence  # noqa: E402
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# mbi builds many small programs; a persistent compilation cache only slows it down.
+jax.config.update("jax_enable_compilation_cache", False)
 
 import mbi  # noqa: E402
 import numpy as np  # noqa: E402

@@ -70,7 +70,7 @@ class Categorical:
 
     def encode(self, values: pd.Series) -> np.ndarray:
         """Codes of `values`; raises DomainError naming the first value outside the categories."""
-        codes = pd.Categorical(values, categories=list(self.categories)).codes
+        codes = pd.Index(list(self.categories)).get_indexer(pd.Series(values).to_numpy())
         bad = codes < 0
         if bad.any():
             value = _first_bad(values, bad)

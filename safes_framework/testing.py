@@ -80,7 +80,8 @@ def check_synthesizer(
         out, acc = run(0)
     except BudgetExceededError as exc:  # pragma: no cover - reported as a contract failure
         raise AssertionError(f"synthesizer tried to overspend its budget: {exc}") from exc
-    assert np.array_equal(np.random.get_state()[1], state[1]), \
+    now = np.random.get_state()
+    assert np.array_equal(now[1], state[1]) and now[2] == state[2], \
         "synthesizer used numpy's global random state"
     assert len(acc.entries) > 0, "synthesizer read nothing through the DP primitives"
     assert acc.epsilon(delta) <= epsilon * (1 + 1e-9), "spent more than the budget"
