@@ -27,6 +27,7 @@ PROJECT = "safes_framework"
 #: The built-in plugins: ordinary plugins, registered by module name.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "safes_plugins.mst",
+    "safes_plugins.metrics",
 )
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
