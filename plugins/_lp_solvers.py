@@ -1,0 +1,221 @@
+"""Sparse linear programs and the solvers TOT can use: HiGHS (highspy) and cvxpy's solvers."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from safes_framework.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["optimal", "optimal_inaccurate", "infeasible", "failed"]
+
+
+@dataclass(frozen=True)
+class LinearProgram:
+    """min c'x  s.t.  row_lower <= A x <= row_upper,  col_lower <= x <= col_upper.
+
+    Infinite bounds are +-inf. Equal row bounds make an equality.
+    """
+
+    c: np.ndarray
+    A: sp.csc_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.A.shape  # type: ignore[return-value]
+
+    def violation(self, x: np.ndarray) -> np.ndarray:
+        """Per-row violation of the row bounds at `x` (0 where satisfied)."""
+        ax = self.A @ x
+        return np.maximum(np.maximum(self.row_lower - ax, ax - self.row_upper), 0.0)
+
+
+@dataclass(frozen=True)
+class LPResult:
+    """What a solver said.
+
+    Attributes:
+        status: "optimal", "optimal_inaccurate" (solved to reduced accuracy), "infeasible"
+            (proved infeasible) or "failed" (anything else: limits, numerical trouble, errors).
+        x: the primal solution when solved, else None.
+        objective: c'x when solved, else None.
+        solver: the solver's name and version ("HiGHS 1.16.0", "cvxpy 1.9.3 / CLARABEL").
+        detail: the solver's own status text.
+        seconds: wall time of the solve.
+    """
+
+    status: Status
+    x: np.ndarray | None
+    objective: float | None
+    solver: str
+    detail: str
+    seconds: float
+
+
+def normalize_solver(name: str) -> str:
+    """The canonical solver name: "highs", "clarabel" or "cvxpy:NAME"; ConfigError otherwise."""
+    if not isinstance(name, str):
+        raise ConfigError(f"tot: solver must be a string, got {name!r}")
+    key = name.strip().lower()
+    if key in ("highs", "clarabel"):
+        return key
+    if key.startswith("cvxpy:") and len(key) > 6:
+        import cvxpy as cp
+
+        wanted = key[6:].upper()
+        if wanted not in cp.installed_solvers():
+            raise ConfigError(
+                f"tot: cvxpy solver {wanted!r} is not installed; installed: "
+                f"{sorted(cp.installed_solvers())}"
+            )
+        return f"cvxpy:{wanted.lower()}"
+    raise ConfigError(
+        f"tot: unknown solver {name!r}; use 'highs' (default, HiGHS simplex through highspy), "
+        "'clarabel' (interior point through cvxpy) or 'cvxpy:NAME' for another cvxpy solver"
+    )
+
+
+def solve(lp: LinearProgram, solver: str, options: Mapping[str, Any] | None = None) -> LPResult:
+    """Solve `lp` with `solver` (a `normalize_solver` name), passing `options` to the solver."""
+    solver = normalize_solver(solver)
+    if solver == "highs":
+        return _solve_highs(lp, dict(options or {}))
+    name = "CLARABEL" if solver == "clarabel" else solver.split(":", 1)[1].upper()
+    return _solve_cvxpy(lp, name, dict(options or {}))
+
+
+# -- HiGHS ------------------------------------------------------------------------------------
+
+_banner_lock = threading.Lock()
+_banner_done = False
+
+
+def _new_highs() -> Any:
+    """A `highspy.Highs`; the first one of a process is built with C stdout silenced, since
+    HiGHS prints a banner on construction that would otherwise land in the user's stdout."""
+    global _banner_done
+    import highspy
+
+    with _banner_lock:
+        if _banner_done:
+            return highspy.Highs()
+        _banner_done = True
+        try:
+            sys.stdout.flush()
+            saved = os.dup(1)
+        except (OSError, ValueError, AttributeError):
+            return highspy.Highs()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            h = highspy.Highs()
+            try:
+                ctypes.CDLL(None).fflush(None)
+            except (OSError, AttributeError):
+                pass
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        return h
+
+
+def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
+    import highspy
+
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    for key, value in options.items():
+        if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
+            raise ConfigError(f"tot: HiGHS rejected option {key}={value!r}")
+    m, n = lp.shape
+    A = sp.csc_matrix(lp.A)
+    model = highspy.HighsLp()
+    model.num_col_ = n
+    model.num_row_ = m
+    model.col_cost_ = lp.c
+    model.col_lower_ = lp.col_lower
+    model.col_upper_ = lp.col_upper
+    model.row_lower_ = lp.row_lower
+    model.row_upper_ = lp.row_upper
+    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    model.a_matrix_.num_col_ = n
+    model.a_matrix_.num_row_ = m
+    model.a_matrix_.start_ = A.indptr
+    model.a_matrix_.index_ = A.indices
+    model.a_matrix_.value_ = A.data
+    name = f"HiGHS {h.version()}"
+    start = time.perf_counter()
+    run_status = h.passModel(model)
+    if run_status == highspy.HighsStatus.kOk:
+        run_status = h.run()
+    seconds = time.perf_counter() - start
+    status = h.getModelStatus()
+    detail = h.modelStatusToString(status)
+    MS = highspy.HighsModelStatus
+    if status == MS.kOptimal:
+        x = np.asarray(h.getSolution().col_value, dtype=np.float64)
+        return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds)
+    # The objective is bounded below on every TOT program, so "unbounded or infeasible" means
+    # infeasible.
+    if status in (MS.kInfeasible, MS.kUnboundedOrInfeasible):
+        return LPResult("infeasible", None, None, name, detail, seconds)
+    return LPResult("failed", None, None, name, f"{detail} (run status {run_status})", seconds)
+
+
+# -- cvxpy ------------------------------------------------------------------------------------
+
+
+def _solve_cvxpy(lp: LinearProgram, solver: str, options: dict[str, Any]) -> LPResult:
+    import cvxpy as cp
+
+    m, n = lp.shape
+    A = sp.csr_matrix(lp.A)
+    x = cp.Variable(n)
+    cons = []
+    eq = lp.row_lower == lp.row_upper
+    lo = ~eq & np.isfinite(lp.row_lower)
+    up = ~eq & np.isfinite(lp.row_upper)
+    if eq.any():
+        cons.append(A[eq] @ x == lp.row_lower[eq])
+    if lo.any():
+        cons.append(A[lo] @ x >= lp.row_lower[lo])
+    if up.any():
+        cons.append(A[up] @ x <= lp.row_upper[up])
+    cl, cu = np.isfinite(lp.col_lower), np.isfinite(lp.col_upper)
+    if cl.any():
+        cons.append(x[np.flatnonzero(cl)] >= lp.col_lower[cl])
+    if cu.any():
+        cons.append(x[np.flatnonzero(cu)] <= lp.col_upper[cu])
+    prob = cp.Problem(cp.Minimize(lp.c @ x), cons)
+    name = f"cvxpy {cp.__version__} / {solver}"
+    start = time.perf_counter()
+    try:
+        prob.solve(solver=solver, **options)
+    except cp.error.SolverError as exc:
+        return LPResult("failed", None, None, name, str(exc), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    st = prob.status
+    if st in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and x.value is not None:
+        xv = np.asarray(x.value, dtype=np.float64)
+        kind: Status = "optimal" if st == cp.OPTIMAL else "optimal_inaccurate"
+        return LPResult(kind, xv, float(lp.c @ xv), name, st, seconds)
+    if st in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        return LPResult("infeasible", None, None, name, st, seconds)
+    return LPResult("failed", None, None, name, str(st), seconds)
