@@ -28,6 +28,8 @@ PROJECT = "safes_framework"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "safes_plugins.mst",
     "safes_plugins.metrics",
+    "safes_plugins.tot",
+    "safes_plugins.reweighing",
 )
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
