@@ -322,9 +322,17 @@ class RDPAccountant:
             targets.append(self._budget)
         rho = min(analysis.max_zcdp_rho(self._orders, self._rdp, eps, dl) for eps, dl in targets)
         if not rho > 0.0:
+            eps, dl = targets[0]
+            spent = self.epsilon(dl)
+            why = (
+                f" (the order grid, up to order {self._orders[-1]:g}, cannot certify an epsilon "
+                "this small at this delta)"
+                if spent < eps
+                else ""
+            )
             raise BudgetExceededError(
-                f"no zCDP spend fits: epsilon already spent is {self.epsilon(targets[0][1]):.6g} "
-                f"at delta={targets[0][1]:g}, target epsilon={targets[0][0]:g}"
+                f"no zCDP spend fits: epsilon spent so far is {spent:.6g} at delta={dl:g}, "
+                f"target epsilon={eps:g}{why}"
             )
         # Confirm against the exact arithmetic of `compose` (safe side).
         step = 1e-15

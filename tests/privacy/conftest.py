@@ -29,7 +29,9 @@ laplaces = st.builds(Laplace, st.floats(0.5, 50.0))
 zcdps = st.builds(ZCDP, st.floats(1e-5, 0.5))
 exponentials = st.builds(ExponentialMechanism, st.floats(1e-3, 1.0))
 subsampled = st.builds(
-    SubsampledGaussian, st.sampled_from([1e-3, 0.01, 0.05, 0.2, 1.0]), st.sampled_from([0.8, 1.1, 2.0, 5.0])
+    SubsampledGaussian,
+    st.sampled_from([1e-3, 0.01, 0.05, 0.2, 1.0]),
+    st.sampled_from([0.8, 1.1, 2.0, 5.0]),
 )
 events = st.one_of(gaussians, laplaces, zcdps, exponentials, subsampled)
 counts = st.integers(1, 50)
