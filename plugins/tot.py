@@ -14,7 +14,7 @@ import pandas as pd
 
 from safes_framework import hookimpl
 from safes_framework.base import FairnessOutput, FairnessTransformer
-from safes_framework.errors import ConfigError, InfeasibleError, SolverError
+from safes_framework.errors import ConfigError, DataError, InfeasibleError, SolverError
 from safes_framework.registry import Registry
 from safes_framework.schema import Schema
 
@@ -275,8 +275,8 @@ class TOT(FairnessTransformer):
         msg = (f"tot: {len(labels)} group(s) of the protected attributes {list(self.protected_)} "
                f"have no rows: {names}{more}")
         if self.missing_groups == "raise":
-            raise InfeasibleError(msg + "; pass missing_groups='skip' to constrain only the "
-                                  "groups present")
+            raise DataError(msg + "; pass missing_groups='skip' to constrain only the groups "
+                            "present")
         if len(cells.groups) < 2:
             warnings.warn(msg + "; with fewer than two groups the discrimination constraint is "
                           "void", stacklevel=3)
@@ -325,16 +325,16 @@ class TOT(FairnessTransformer):
         if with_d is None:
             return (head + ". The excess-distortion constraints cannot be met even without the "
                     "discrimination bound; raise dlist")
-        forbidden = [c for c, d in zip(self.clist, self.dlist, strict=False) if d == 0]
+        forbidden = [c for c, d in zip(self.clist, self.dlist, strict=True) if d == 0]
         msg = (head + f". The discrimination constraint binds: with these distortion bounds "
                f"the smallest feasible eta is {with_d:.6g}; use eta >= {with_d:.6g}")
         if without is not None and without < with_d - 1e-9:
-            msg += (f", or raise the non-zero dlist bounds (with them lifted, the forbidden "
-                    f"moves alone allow eta >= {without:.6g})")
-        elif forbidden:
-            msg += (f". Raising the non-zero dlist bounds does not help: the moves forbidden by "
-                    f"bound 0 (cost >= {min(forbidden):g}) bind; allow some of them with a "
-                    "positive bound, or change the distortion")
+            msg += (f", or raise the non-zero dlist bounds (with only the moves of bound 0 "
+                    f"forbidden, the smallest feasible eta is {max(without, 0.0):.6g})")
+        else:
+            what = f"cost >= {min(forbidden):g}, bound 0" if forbidden else "cost FORBIDDEN"
+            msg += (f". Raising the non-zero dlist bounds does not help: the forbidden moves "
+                    f"({what}) bind; allow some of them, or change the distortion")
         return msg
 
     def _min_eta(self, prog: TotProgram, *, distortion: bool) -> float | None:
