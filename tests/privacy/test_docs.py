@@ -36,5 +36,5 @@ def test_every_public_name_is_documented(name: str) -> None:
     ],
 )
 def test_every_accountant_member_is_documented(method: str) -> None:
-    assert hasattr(privacy.RDPAccountant(), method)
+    assert hasattr(privacy.RDPAccountant, method) or method in vars(privacy.RDPAccountant())
     assert f"`{method}" in DOCS.read_text(encoding="utf-8")
