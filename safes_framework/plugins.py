@@ -26,6 +26,7 @@ PROJECT = "safes_framework"
 
 #: The built-in plugins: ordinary plugins, registered by module name.
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "safes_plugins.aim",
     "safes_plugins.mst",
     "safes_plugins.metrics",
     "safes_plugins.tot",
