@@ -38,6 +38,9 @@ _SERIES_MAX_TERMS = 1 << 12
 _SERIES_REL_TOL = 1e-9
 # Added to the series' log A_alpha to cover floating-point rounding in the log-sum.
 _SERIES_ROUNDING = 1e-14
+# Work in chunks: at most this many binomial terms (integer orders) or orders (fractional).
+_CHUNK_TERMS = 1 << 21
+_CHUNK_ORDERS = 128
 
 
 def _build_default_orders() -> FloatArray:
@@ -138,7 +141,10 @@ def rdp_laplace(noise_multiplier: float, orders: ArrayLike) -> FloatArray:
     safe_am1 = np.where(is_one, 1.0, am1)
     out = eps + np.log1p(safe_am1 * c) / safe_am1
     # Limit α -> 1 (KL divergence): ε + e^{-ε} - 1.
-    return np.where(is_one, eps + math.expm1(-eps), out)
+    out = np.where(is_one, eps + math.expm1(-eps), out)
+    # Bun & Steinke 2016, Prop. 3.3: ε-DP implies (ε²/2)-zCDP; with D_α <= ε this also caps the
+    # rounding error of the expression above when ε is tiny (and keeps it non-negative).
+    return np.clip(out, 0.0, np.minimum(eps, alpha * eps * eps / 2.0))
 
 
 def _logsumexp_rows(x: FloatArray) -> FloatArray:
@@ -260,6 +266,31 @@ def _sgm_log_a_fractional(q: float, sigma: float, alphas: FloatArray) -> FloatAr
         n_terms = min(4 * n_terms, max(_SERIES_MAX_TERMS, n_terms))
 
 
+def _chunked_log_a_integer(q: float, sigma: float, alphas: NDArray[np.int64]) -> FloatArray:
+    """`_sgm_log_a_integer` in chunks of at most ~`_CHUNK_TERMS` terms (bounded memory)."""
+    out = np.empty(alphas.size)
+    order = np.argsort(alphas)
+    cum = np.cumsum(alphas[order])
+    first = 0
+    while first < alphas.size:
+        budget = (cum[first - 1] if first else 0) + _CHUNK_TERMS
+        last = max(first + 1, int(np.searchsorted(cum, budget, side="right")))
+        idx = order[first:last]
+        out[idx] = _sgm_log_a_integer(q, sigma, alphas[idx])
+        first = last
+    return out
+
+
+def _chunked_log_a_fractional(q: float, sigma: float, alphas: FloatArray) -> FloatArray:
+    """`_sgm_log_a_fractional` on groups of similar orders (each group sizes its own series)."""
+    out = np.empty(alphas.size)
+    order = np.argsort(alphas)
+    for start in range(0, alphas.size, _CHUNK_ORDERS):
+        idx = order[start : start + _CHUNK_ORDERS]
+        out[idx] = _sgm_log_a_fractional(q, sigma, alphas[idx])
+    return out
+
+
 @lru_cache(maxsize=512)
 def _sgm_cached(q: float, sigma: float, orders_bytes: bytes) -> FloatArray:
     alpha = np.frombuffer(orders_bytes, dtype=np.float64)
@@ -270,18 +301,19 @@ def _sgm_cached(q: float, sigma: float, orders_bytes: bytes) -> FloatArray:
     is_frac = ~whole & (alpha > 1.0) & (alpha <= _MAX_SERIES_FRACTIONAL_ORDER)
     if is_int.any():
         a_int = alpha[is_int].astype(np.int64)
-        out[is_int] = _sgm_log_a_integer(q, sigma, a_int) / (a_int - 1.0)
+        out[is_int] = _chunked_log_a_integer(q, sigma, a_int) / (a_int - 1.0)
     if is_frac.any():
         a_frac = alpha[is_frac]
         # Allowance for rounding in the series' log-sum (log A_α can be ~1e-16 in size).
-        series = _sgm_log_a_fractional(q, sigma, a_frac) + _SERIES_ROUNDING
+        series = _chunked_log_a_fractional(q, sigma, a_frac) + _SERIES_ROUNDING
         # log A_α is convex in α with log A_1 = 0 (Hölder), so interpolating the exact
         # integer values either side is also an upper bound, and a precise one when A_α ≈ 1.
         lo, hi = np.floor(a_frac).astype(np.int64), np.ceil(a_frac).astype(np.int64)
         ints = np.unique(np.concatenate([lo, hi]))
         ints = ints[ints >= 2]
         log_a = np.zeros(int(hi.max()) + 1)
-        log_a[ints] = _sgm_log_a_integer(q, sigma, ints)
+        if ints.size:
+            log_a[ints] = _chunked_log_a_integer(q, sigma, ints)
         chord = (hi - a_frac) * log_a[lo] + (a_frac - lo) * log_a[hi]
         out[is_frac] = np.minimum(series, chord) / (a_frac - 1.0)
     # Subsampling never hurts (quasi-convexity of Rényi divergence), so the Gaussian curve is
@@ -323,13 +355,17 @@ def rdp_subsampled_gaussian(
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def _check_delta(delta: float) -> None:
-    if not (isinstance(delta, int | float | np.floating) and 0.0 < float(delta) < 1.0):
+    if not (_is_real(delta) and 0.0 < float(delta) < 1.0):
         raise PrivacyError(f"delta must be a number in (0, 1), got {delta!r}")
 
 
 def _check_epsilon(epsilon: float, *, strict: bool = False) -> None:
-    ok = isinstance(epsilon, int | float | np.integer | np.floating) and math.isfinite(epsilon)
+    ok = _is_real(epsilon) and math.isfinite(epsilon)
     if not ok or epsilon < 0 or (strict and epsilon == 0):
         kind = "positive" if strict else "non-negative"
         raise PrivacyError(f"epsilon must be a finite {kind} number, got {epsilon!r}")

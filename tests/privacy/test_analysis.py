@@ -256,3 +256,10 @@ def test_zcdp_rho_for_known_value() -> None:
 def test_zcdp_rho_for_rejects_a_non_positive_epsilon() -> None:
     with pytest.raises(PrivacyError, match="epsilon"):
         zcdp_rho_for(0.0, 1e-6)
+
+
+@pytest.mark.parametrize("b", [1e6, 1e10, 1e14])
+def test_laplace_rdp_with_tiny_epsilon_is_non_negative_and_at_most_the_zcdp_bound(b: float) -> None:
+    rdp = analysis.rdp_laplace(b, DEFAULT_ORDERS)
+    assert (rdp >= 0).all()
+    assert (rdp <= DEFAULT_ORDERS / (2 * b * b)).all()
