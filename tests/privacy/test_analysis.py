@@ -262,4 +262,4 @@ def test_zcdp_rho_for_rejects_a_non_positive_epsilon() -> None:
 def test_laplace_rdp_with_tiny_epsilon_is_non_negative_and_at_most_the_zcdp_bound(b: float) -> None:
     rdp = analysis.rdp_laplace(b, DEFAULT_ORDERS)
     assert (rdp >= 0).all()
-    assert (rdp <= DEFAULT_ORDERS / (2 * b * b)).all()
+    assert (rdp <= DEFAULT_ORDERS / (2 * b * b) * (1 + 1e-12)).all()
