@@ -58,18 +58,18 @@ class LedgerEntry:
         }
 
 
-def _check_budget(budget: tuple[float, float]) -> tuple[float, float]:
+def _check_budget(budget: tuple[float, float], what: str = "budget") -> tuple[float, float]:
     try:
         eps, delta = budget
     except (TypeError, ValueError):
-        raise PrivacyError(f"budget must be a pair (epsilon, delta), got {budget!r}") from None
+        raise PrivacyError(f"{what} must be a pair (epsilon, delta), got {budget!r}") from None
     for name, value in (("epsilon", eps), ("delta", delta)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise PrivacyError(f"budget {name} must be a real number, got {value!r}")
+            raise PrivacyError(f"{what} {name} must be a real number, got {value!r}")
     if not (math.isfinite(eps) and eps > 0):
-        raise PrivacyError(f"budget epsilon must be positive and finite, got {eps!r}")
+        raise PrivacyError(f"{what} epsilon must be positive and finite, got {eps!r}")
     if not 0 < delta < 1:
-        raise PrivacyError(f"budget delta must be in (0, 1), got {delta!r}")
+        raise PrivacyError(f"{what} delta must be in (0, 1), got {delta!r}")
     return float(eps), float(delta)
 
 
@@ -178,8 +178,7 @@ class RDPAccountant:
         Raises:
             PrivacyError: if no budget was declared (use `epsilon(delta)` instead).
         """
-        eps_budget, delta = self._require_budget("spent")
-        del eps_budget
+        _, delta = self._require_budget("spent")
         return self.epsilon(delta), delta
 
     @property
@@ -302,7 +301,7 @@ class RDPAccountant:
             eps_budget, delta_budget = self._require_budget("planning without a target")
             epsilon = eps_budget if epsilon is None else epsilon
             delta = delta_budget if delta is None else delta
-        return _check_budget((epsilon, delta))
+        return _check_budget((epsilon, delta), "planning target")
 
     def plan_zcdp(self, epsilon: float | None = None, delta: float | None = None) -> float:
         """The largest ρ such that composing `ZCDP(rho)` keeps ε(δ) <= `epsilon`.
@@ -338,7 +337,7 @@ class RDPAccountant:
         step = 1e-15
         while not self._fits_all(self._rdp + ZCDP(rho).rdp(self._orders), targets):
             rho *= 1.0 - step
-            step *= 2.0
+            step = min(2.0 * step, 0.5)
         return rho
 
     def plan_gaussian(
@@ -382,7 +381,7 @@ class RDPAccountant:
             self._rdp + count * Gaussian(noise / sensitivity).rdp(self._orders), targets
         ):
             noise *= 1.0 + step
-            step *= 2.0
+            step = min(2.0 * step, 0.5)
         return noise
 
     def _fits_all(self, total: NDArray[np.float64], targets: list[tuple[float, float]]) -> bool:

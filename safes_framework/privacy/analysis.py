@@ -461,7 +461,7 @@ def max_zcdp_rho(orders: ArrayLike, rdp: ArrayLike, epsilon: float, delta: float
     step = 1e-15
     while rho > 0.0 and rdp_to_epsilon(a_all, r_all + rho * a_all, delta) > epsilon:
         rho *= 1.0 - step
-        step *= 2.0
+        step = min(2.0 * step, 0.5)
     return max(rho, 0.0)
 
 

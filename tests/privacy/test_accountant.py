@@ -476,3 +476,9 @@ def test_export_without_budget_states_the_guarantee_at_a_given_delta() -> None:
     acc.compose(Gaussian(3.0))
     assert acc.to_dict()["final"] is None and acc.to_dict()["budget"] is None
     assert acc.to_dict(delta=1e-5)["final"] == {"epsilon": acc.epsilon(1e-5), "delta": 1e-5}
+
+
+@pytest.mark.parametrize(("eps", "delta"), [(0.0, 1e-6), (1.0, 0.0), (math.nan, 1e-6)])
+def test_bad_planning_target_is_refused(eps: float, delta: float) -> None:
+    with pytest.raises(PrivacyError, match="planning target"):
+        RDPAccountant(budget=BUDGET).plan_zcdp(epsilon=eps, delta=delta)
