@@ -177,6 +177,16 @@ def _build_plugins(p: argparse.ArgumentParser) -> None:
 COMMANDS["run"] = (_build_run, _cmd_run, "run a chain on a dataset and write a release")
 COMMANDS["plugins"] = (_build_plugins, _cmd_plugins, "list installed plugins")
 
+from . import report as _report  # noqa: E402  (these modules import cli lazily)
+from . import sweep as _sweep  # noqa: E402
+
+COMMANDS["sweep"] = (_sweep.build_sweep_parser, _sweep.cmd_sweep,
+                     "run or resume a sweep over datasets x epsilon x eta x repeats")
+COMMANDS["validate"] = (_sweep.build_validate_parser, _sweep.cmd_validate,
+                        "check a sweep config (plugins, parameters, grid) without running it")
+COMMANDS["report"] = (_report.build_report_parser, _report.cmd_report,
+                      "write the Markdown/HTML report and figures of sweep results")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="safes", description="Differentially private and fairer data (SAFES).")
