@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,10 @@ import numpy as np
 from safes_framework import hookimpl
 from safes_framework.base import StageContext, Synthesizer
 from safes_framework.errors import ConfigError, SafesError
-from safes_framework.primitives import PrivateTable
+from safes_framework.primitives import Measurement, PrivateTable
 from safes_framework.registry import Registry
 
-from . import _mbi
+from ._jtree import JunctionTreeEstimator, Observation
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ class MST(Synthesizer):
         epsilon: privacy budget epsilon.
         delta: privacy budget delta.
         iters: mirror-descent iterations of the final estimation.
-        select_iters: iterations of the estimation on one-way marginals used for selection.
         compress: merge values whose noisy one-way count is below 3 sigma.
     """
 
@@ -42,25 +42,22 @@ class MST(Synthesizer):
         epsilon: float,
         delta: float,
         *,
-        iters: int = 2500,
-        select_iters: int = 250,
+        iters: int = 1000,
         compress: bool = True,
     ) -> None:
         super().__init__(epsilon, delta)
-        for pname, v in (("iters", iters), ("select_iters", select_iters)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"mst: {pname} must be a positive integer, got {v!r}")
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ConfigError(f"mst: iters must be a positive integer, got {iters!r}")
         self.iters = iters
-        self.select_iters = select_iters
         self.compress = bool(compress)
-        self._model: Any = None
+        self._engine: JunctionTreeEstimator | None = None
+        self._marginals: dict[tuple[str, ...], np.ndarray] = {}
         self._mapping: dict[str, np.ndarray] = {}
         self._columns: tuple[str, ...] = ()
         self.cliques_: list[tuple[str, ...]] = []
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "iters": self.iters, "select_iters": self.select_iters,
-                "compress": self.compress}
+        return {**super().params(), "iters": self.iters, "compress": self.compress}
 
     def fit(self, data: PrivateTable, ctx: StageContext) -> None:
         acc = data.accountant
@@ -76,55 +73,128 @@ class MST(Synthesizer):
         mapping: dict[str, np.ndarray] = {}
         if self.compress:
             for m in ones:
-                mp = _mbi.support_mapping(m.values, 3.0 * m.sigma)
+                mp = _support_mapping(m.values, 3.0 * m.sigma)
                 if mp is not None:
                     mapping[m.clique[0]] = mp
         view = data.compressed(mapping) if mapping else data
-        dom = _mbi.domain(view.sizes)
-        log1 = [
-            _mbi.compress_measurement(m, mapping[m.clique[0]]) if m.clique[0] in mapping
-            else _mbi.linear_measurement(m)
-            for m in ones
-        ]
+        observations = []
+        for m in ones:
+            col = m.clique[0]
+            if col in mapping:
+                merged = mapping[col] == mapping[col].max()
+                # The merged cell's noise has std sigma * sqrt(k): scaling its value and its
+                # query by 1/sqrt(k) keeps one noise scale per measurement.
+                scale = 1.0 / np.sqrt(merged.sum())
+                y = np.append(m.values[~merged], m.values[merged].sum() * scale)
+                w = np.append(np.ones(int((~merged).sum())), scale)
+                observations.append(Observation(m.clique, y, m.sigma, w))
+            else:
+                observations.append(Observation(m.clique, m.values, m.sigma))
+        total = _total_estimate(ones)
 
         cliques: list[tuple[str, ...]] = []
         if d > 1:
             ctx.progress(1, 4, "selecting a spanning tree of two-way marginals")
-            base = _mbi.estimate(dom, log1, iters=self.select_iters)
+            # The model fitted to one-way measurements alone is a product distribution: fit
+            # each noisy one-way marginal to the simplex of the estimated total and multiply.
+            probs = {}
+            for ob in observations:
+                w = np.ones(ob.values.size) if ob.weights is None else ob.weights**2
+                y = ob.values if ob.weights is None else ob.values / ob.weights
+                probs[ob.clique[0]] = _simplex_fit(y, w, total) / total
             estimates = {
-                pair: _mbi.marginal(base, pair) for pair in itertools.combinations(columns, 2)
+                (a, b): total * np.outer(probs[a], probs[b]).ravel()
+                for a, b in itertools.combinations(columns, 2)
             }
             eps_select = float(np.sqrt(8.0 * (rho / 3.0) / (d - 1)))
             component = {c: i for i, c in enumerate(columns)}
             for _ in range(d - 1):
                 candidates = [p for p in estimates if component[p[0]] != component[p[1]]]
-                a, b = view.select(candidates, epsilon=eps_select, estimates=estimates,
-                                   label="spanning-tree edge")
+                a, b = view.select(
+                    candidates, epsilon=eps_select, estimates=estimates, label="spanning-tree edge"
+                )
                 old, new = component[b], component[a]
                 component = {c: (new if k == old else k) for c, k in component.items()}
                 cliques.append((a, b))
             ctx.progress(2, 4, "measuring two-way marginals")
             sigma2 = float(np.sqrt((d - 1) / (2.0 * rho / 3.0)))
             twos = view.measure(cliques, sigma2, label="two-way marginals")
-            log1 = log1 + [_mbi.linear_measurement(m) for m in twos]
+            observations += [Observation(m.clique, m.values, m.sigma) for m in twos]
         ctx.progress(3, 4, "estimating the graphical model")
-        self._model = _mbi.estimate(dom, log1, iters=self.iters)
+        self._engine = JunctionTreeEstimator(view.sizes, cliques)
+        _, self._marginals = self._engine.fit(observations, total, iters=self.iters)
         self._mapping = mapping
         self._columns = columns
         self.cliques_ = cliques
         ctx.progress(4, 4, "done")
 
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
-        if self._model is None:
+        if self._engine is None:
             raise SafesError("mst: call fit() before sample()")
-        data = _mbi.sample(self._model, rows, rng)
+        data = self._engine.sample(self._marginals, rows, rng)
         cols = []
         for c in self._columns:
             codes = data[c]
             if c in self._mapping:
-                codes = _mbi.decompress(codes, self._mapping[c], rng)
+                codes = _decompress(codes, self._mapping[c], rng)
             cols.append(codes)
         return np.stack(cols, axis=1)
+
+
+def _simplex_fit(values: np.ndarray, weights: np.ndarray, total: float) -> np.ndarray:
+    """argmin_x sum_i w_i (x_i - y_i)^2 subject to x >= 0 and sum x = total.
+
+    The KKT conditions give x_i = max(0, y_i - lam / w_i) for a scalar lam, found by bisection
+    (the sum is decreasing in lam).
+    """
+    y = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if total <= 0:
+        return np.zeros_like(y)
+    lo = float(np.min((y - total) * w)) - 1.0
+    hi = float(np.max(y * w)) + 1.0
+    for _ in range(200):
+        lam = 0.5 * (lo + hi)
+        s = np.maximum(0.0, y - lam / w).sum()
+        lo, hi = (lam, hi) if s > total else (lo, lam)
+        if hi - lo <= 1e-12 * max(1.0, abs(lam)):
+            break
+    x = np.maximum(0.0, y - hi / w)
+    return x * (total / x.sum()) if x.sum() > 0 else np.full_like(y, total / y.size)
+
+
+def _total_estimate(measurements: Sequence[Measurement]) -> float:
+    """Minimum-variance unbiased estimate of the record count from noisy full marginals."""
+    sums = np.array([m.values.sum() for m in measurements])
+    variances = np.array([m.sigma**2 * m.values.size for m in measurements])
+    return max(1.0, float(np.average(sums, weights=1.0 / variances)))
+
+
+def _support_mapping(values: np.ndarray, threshold: float) -> np.ndarray | None:
+    """Map codes with noisy count >= threshold to themselves, the rest to one extra code.
+
+    Returns None when every code is kept (nothing to compress). Codes are renumbered densely:
+    kept codes first (in order), then the merged code.
+    """
+    keep = values >= threshold
+    if keep.all():
+        return None
+    mapping = np.empty(values.size, dtype=np.int64)
+    mapping[keep] = np.arange(int(keep.sum()))
+    mapping[~keep] = int(keep.sum())
+    return mapping
+
+
+def _decompress(codes: np.ndarray, mapping: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Original codes from compressed ones; a merged code becomes a uniform draw of its preimage."""
+    merged_code = int(mapping.max())
+    preimage_kept = np.flatnonzero(mapping < merged_code)
+    merged = np.flatnonzero(mapping == merged_code)
+    out = np.empty_like(codes)
+    is_merged = codes == merged_code
+    out[~is_merged] = preimage_kept[codes[~is_merged]]
+    out[is_merged] = rng.choice(merged, size=int(is_merged.sum()))
+    return out
 
 
 @hookimpl

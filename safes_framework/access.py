@@ -63,7 +63,9 @@ class InMemorySource:
         try:
             return [self._index[c] for c in clique]
         except KeyError as exc:
-            raise SchemaError(f"unknown column {exc.args[0]!r} in marginal {tuple(clique)}") from None
+            raise SchemaError(
+                f"unknown column {exc.args[0]!r} in marginal {tuple(clique)}"
+            ) from None
 
     def marginal(self, clique: Clique) -> np.ndarray:
         clique = tuple(clique)
@@ -135,11 +137,15 @@ class CompressedSource:
                 *[self._mapping.get(c, np.arange(self._source.sizes[c])) for c in clique],
                 indexing="ij",
             )
-            target = np.ravel_multi_index(tuple(g.ravel() for g in grids), new_shape) if clique \
+            target = (
+                np.ravel_multi_index(tuple(g.ravel() for g in grids), new_shape)
+                if clique
                 else np.zeros(1, dtype=np.int64)
+            )
             size = int(np.prod(new_shape, dtype=np.int64))
-            counts = np.bincount(target, weights=base.reshape(-1) if old_shape else base,
-                                 minlength=size)
+            counts = np.bincount(
+                target, weights=base.reshape(-1) if old_shape else base, minlength=size
+            )
             counts.setflags(write=False)
             self._cache[clique] = counts
         return self._cache[clique]

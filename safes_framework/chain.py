@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,7 +110,9 @@ class SafesChain:
             The release (data, weights, privacy report, timings, seeds, versions, metrics).
         """
         if not isinstance(schema, Schema):
-            raise ConfigError(f"schema must be a safes_framework.Schema, got {type(schema).__name__}")
+            raise ConfigError(
+                f"schema must be a safes_framework.Schema, got {type(schema).__name__}"
+            )
         codes = schema.encode_array(data)  # validates before any budget is spent
         if test is not None:
             schema.validate(test)
@@ -181,8 +182,11 @@ class SafesChain:
         if self.metrics:
             with self._stage(run, "metrics", timings):
                 inputs = MetricInputs(
-                    release=output.data, schema=schema, weights=output.weights,
-                    train=data, test=test,
+                    release=output.data,
+                    schema=schema,
+                    weights=output.weights,
+                    train=data,
+                    test=test,
                     seed=int(metric_seq.generate_state(1)[0]),
                 )
                 for m in self.metrics:
@@ -194,8 +198,10 @@ class SafesChain:
             timings=timings,
             schema=schema,
             run=run,
-            seeds={"root": root_seed, "derivation": "SeedSequence(root).spawn(4): "
-                   "synthesizer, sample, fairness, metrics"},
+            seeds={
+                "root": root_seed,
+                "derivation": "SeedSequence(root).spawn(4): synthesizer, sample, fairness, metrics",
+            },
             versions=versions(),
             metrics=results,
         )
@@ -215,7 +221,9 @@ class SafesChain:
 
 
 def _fairness_stage(
-    fairness: FairnessTransformer, synthetic: pd.DataFrame, schema: Schema,
+    fairness: FairnessTransformer,
+    synthetic: pd.DataFrame,
+    schema: Schema,
     rng: np.random.Generator,
 ) -> FairnessOutput:
     """The post-processing boundary: the transformer sees the synthetic table and schema only."""
@@ -235,4 +243,3 @@ def _fairness_stage(
             )
         out = FairnessOutput(out.data, w)
     return out
-

@@ -134,8 +134,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         ("metric", pm.metrics),
     ):
         for e in registry:
-            rows.append({"kind": kind, "name": e.name, "plugin": e.plugin,
-                         "origin": pm.origin(e.plugin), "description": e.description})
+            rows.append(
+                {
+                    "kind": kind,
+                    "name": e.name,
+                    "plugin": e.plugin,
+                    "origin": pm.origin(e.plugin),
+                    "description": e.description,
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -145,8 +152,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 #: Subcommands: name -> (builder of its arguments, handler, help).
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], int], str]] = {}
+COMMANDS: dict[
+    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+] = {}
 
 
 def _build_run(p: argparse.ArgumentParser) -> None:
@@ -158,9 +166,12 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, required=True)
     p.add_argument("--delta", type=float, default=1e-9)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--rows", type=int, default=None,
-                   help="rows to release (default: as many as the input; its count is then "
-                        "treated as public)")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="rows to release (default: as many as the input; its count is then treated as public)",
+    )
     p.add_argument("--synth-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fairness", default=None, help="registered fairness transformer")
     p.add_argument("--eta", type=float, default=None, help="fairness bound of --fairness")
@@ -180,12 +191,21 @@ COMMANDS["plugins"] = (_build_plugins, _cmd_plugins, "list installed plugins")
 from . import report as _report  # noqa: E402  (these modules import cli lazily)
 from . import sweep as _sweep  # noqa: E402
 
-COMMANDS["sweep"] = (_sweep.build_sweep_parser, _sweep.cmd_sweep,
-                     "run or resume a sweep over datasets x epsilon x eta x repeats")
-COMMANDS["validate"] = (_sweep.build_validate_parser, _sweep.cmd_validate,
-                        "check a sweep config (plugins, parameters, grid) without running it")
-COMMANDS["report"] = (_report.build_report_parser, _report.cmd_report,
-                      "write the Markdown/HTML report and figures of sweep results")
+COMMANDS["sweep"] = (
+    _sweep.build_sweep_parser,
+    _sweep.cmd_sweep,
+    "run or resume a sweep over datasets x epsilon x eta x repeats",
+)
+COMMANDS["validate"] = (
+    _sweep.build_validate_parser,
+    _sweep.cmd_validate,
+    "check a sweep config (plugins, parameters, grid) without running it",
+)
+COMMANDS["report"] = (
+    _report.build_report_parser,
+    _report.cmd_report,
+    "write the Markdown/HTML report and figures of sweep results",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     handler = COMMANDS[args.command][1]
     try:
         return handler(args)

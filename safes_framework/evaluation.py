@@ -52,8 +52,22 @@ KINDS: tuple[str, ...] = ("original", "fair", "dp", "safes")
 
 #: Columns of a result row, in order.
 ROW_COLUMNS: tuple[str, ...] = (
-    "cell", "dataset", "setting", "epsilon", "log10_epsilon", "eta", "repeat", "seed",
-    "synthesizer", "fairness", "metric", "key", "value", "status", "reason", "measured_on",
+    "cell",
+    "dataset",
+    "setting",
+    "epsilon",
+    "log10_epsilon",
+    "eta",
+    "repeat",
+    "seed",
+    "synthesizer",
+    "fairness",
+    "metric",
+    "key",
+    "value",
+    "status",
+    "reason",
+    "measured_on",
 )
 
 
@@ -77,8 +91,10 @@ class Setting:
             raise ConfigError(f"setting kind must be one of {list(KINDS)}, got {self.kind!r}")
         private = self.kind in ("dp", "safes")
         if private != (self.epsilon is not None):
-            raise ConfigError(f"setting {self.kind!r} {'needs' if private else 'takes no'} "
-                              f"epsilon (got {self.epsilon!r})")
+            raise ConfigError(
+                f"setting {self.kind!r} {'needs' if private else 'takes no'} "
+                f"epsilon (got {self.epsilon!r})"
+            )
         if self.kind in ("original", "dp") and self.eta is not None:
             raise ConfigError(f"setting {self.kind!r} takes no eta (got {self.eta!r})")
 
@@ -115,8 +131,15 @@ class MetricSpec:
 
 #: The metrics of the protocol by default: every built-in metric.
 DEFAULT_METRICS: tuple[MetricSpec, ...] = tuple(
-    MetricSpec(n, n) for n in ("mean_outcome_difference", "model_fairness", "model_utility",
-                               "propensity_ks", "tvd", "workload_error")
+    MetricSpec(n, n)
+    for n in (
+        "mean_outcome_difference",
+        "model_fairness",
+        "model_utility",
+        "propensity_ks",
+        "tvd",
+        "workload_error",
+    )
 )
 
 
@@ -182,15 +205,24 @@ class Protocol:
         pm = get_plugin_manager()
         if not (isinstance(self.delta, float) and 0 < self.delta < 1):
             raise ConfigError(f"delta must lie strictly between 0 and 1, got {self.delta!r}")
-        _installed(pm.synthesizers, "synthesizer", self.synthesizer,
-                   "the paper uses AIM; choose another with synthesizer = \"mst\" under "
-                   "[synthesizer] in the sweep config or --synthesizer on the command line")
-        pm.synthesizers.create(self.synthesizer, epsilon=1.0, delta=self.delta,
-                               **self.synthesizer_params)
+        _installed(
+            pm.synthesizers,
+            "synthesizer",
+            self.synthesizer,
+            'the paper uses AIM; choose another with synthesizer = "mst" under '
+            "[synthesizer] in the sweep config or --synthesizer on the command line",
+        )
+        pm.synthesizers.create(
+            self.synthesizer, epsilon=1.0, delta=self.delta, **self.synthesizer_params
+        )
         if self.fairness is not None:
-            _installed(pm.fairness_transformers, "fairness transformer", self.fairness,
-                       "the paper uses TOT; choose another with name = \"...\" under "
-                       "[fairness] (or \"none\") in the sweep config or --fairness")
+            _installed(
+                pm.fairness_transformers,
+                "fairness transformer",
+                self.fairness,
+                'the paper uses TOT; choose another with name = "..." under '
+                '[fairness] (or "none") in the sweep config or --fairness',
+            )
             for eta in etas or (None,):
                 _make_fairness(self, eta)
         for spec in self.metrics:
@@ -212,8 +244,10 @@ def _make_fairness(protocol: Protocol, eta: float | None) -> Any:
     params = dict(protocol.fairness_params)
     if eta is not None:
         if protocol.eta_param is None:
-            raise ConfigError(f"fairness transformer {protocol.fairness!r} takes no bound "
-                              f"(eta_param is none) but eta={eta} was given")
+            raise ConfigError(
+                f"fairness transformer {protocol.fairness!r} takes no bound "
+                f"(eta_param is none) but eta={eta} was given"
+            )
         params[protocol.eta_param] = eta
     assert protocol.fairness is not None
     return get_plugin_manager().fairness_transformers.create(protocol.fairness, **params)
@@ -255,7 +289,7 @@ def cell_key(dataset: str, setting: Setting, repeat: int) -> str:
 def _words(text: str) -> tuple[int, ...]:
     """Four 32-bit words of a stable hash of `text` (a spawn key independent of grid order)."""
     digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-    return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
 def derive_seed(seed: int, *path: str | int) -> int:
@@ -278,14 +312,14 @@ def unit_seed(sweep_seed: int, dataset: str, epsilon: float | None, repeat: int)
 
 
 @functools.lru_cache(maxsize=8)
-def split(dataset: str, test_size: float = 0.25, random_state: int = 50
-          ) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
+def split(
+    dataset: str, test_size: float = 0.25, random_state: int = 50
+) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
     """(train, test, schema) of a bundled dataset with the paper's split (cached per process;
     do not modify the frames)."""
     from . import datasets
 
-    train, test = datasets.train_test_split(dataset, test_size=test_size,
-                                            random_state=random_state)
+    train, test = datasets.train_test_split(dataset, test_size=test_size, random_state=random_state)
     return train, test, datasets.schema(dataset)
 
 
@@ -346,10 +380,15 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
     if unit.epsilon is not None:
         start = time.perf_counter()
         try:
-            synth = pm.synthesizers.create(proto.synthesizer, epsilon=unit.epsilon,
-                                           delta=proto.delta, **proto.synthesizer_params)
-            release = SafesChain(synth, seed=derive_seed(unit.seed, "synthesizer"),
-                                 plugin_manager=pm).run(train, schema)
+            synth = pm.synthesizers.create(
+                proto.synthesizer,
+                epsilon=unit.epsilon,
+                delta=proto.delta,
+                **proto.synthesizer_params,
+            )
+            release = SafesChain(
+                synth, seed=derive_seed(unit.seed, "synthesizer"), plugin_manager=pm
+            ).run(train, schema)
             base = release.data
             run_values["epsilon_spent"] = release.privacy.epsilon
             run_values["seconds_synthesizer"] = time.perf_counter() - start
@@ -362,8 +401,17 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
     for setting in unit.settings:
         common = _common(unit, setting)
         if base is None:
-            rows.append({**common, "metric": "*", "key": "*", "value": math.nan,
-                         "status": "failed", "reason": base_error, "measured_on": ""})
+            rows.append(
+                {
+                    **common,
+                    "metric": "*",
+                    "key": "*",
+                    "value": math.nan,
+                    "status": "failed",
+                    "reason": base_error,
+                    "measured_on": "",
+                }
+            )
             continue
         output = FairnessOutput(base)
         values = dict(run_values)
@@ -378,14 +426,27 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
                 if strict:
                     raise
                 logger.info("%s %s: fairness failed: %s", unit.label, setting.label, exc)
-                rows.append({**common, "metric": "*", "key": "*", "value": math.nan,
-                             "status": "failed", "reason": _reason("fairness", exc),
-                             "measured_on": ""})
+                rows.append(
+                    {
+                        **common,
+                        "metric": "*",
+                        "key": "*",
+                        "value": math.nan,
+                        "status": "failed",
+                        "reason": _reason("fairness", exc),
+                        "measured_on": "",
+                    }
+                )
                 continue
         values["rows"] = float(len(output.data))
-        inputs = MetricInputs(release=output.data, schema=schema, weights=output.weights,
-                              train=train, test=test,
-                              seed=derive_seed(unit.seed, "metrics", common["cell"]))
+        inputs = MetricInputs(
+            release=output.data,
+            schema=schema,
+            weights=output.weights,
+            train=train,
+            test=test,
+            seed=derive_seed(unit.seed, "metrics", common["cell"]),
+        )
         start = time.perf_counter()
         for spec in proto.metrics:
             try:
@@ -393,19 +454,46 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
             except Exception as exc:
                 if strict:
                     raise
-                logger.info("%s %s: metric %s failed: %s", unit.label, setting.label,
-                            spec.alias, exc)
-                rows.append({**common, "metric": spec.alias, "key": "*", "value": math.nan,
-                             "status": "failed", "reason": _reason(f"metric {spec.alias}", exc),
-                             "measured_on": ""})
+                logger.info(
+                    "%s %s: metric %s failed: %s", unit.label, setting.label, spec.alias, exc
+                )
+                rows.append(
+                    {
+                        **common,
+                        "metric": spec.alias,
+                        "key": "*",
+                        "value": math.nan,
+                        "status": "failed",
+                        "reason": _reason(f"metric {spec.alias}", exc),
+                        "measured_on": "",
+                    }
+                )
                 continue
             for key, value in result.values.items():
-                rows.append({**common, "metric": spec.alias, "key": key, "value": float(value),
-                             "status": "ok", "reason": "", "measured_on": result.measured_on})
+                rows.append(
+                    {
+                        **common,
+                        "metric": spec.alias,
+                        "key": key,
+                        "value": float(value),
+                        "status": "ok",
+                        "reason": "",
+                        "measured_on": result.measured_on,
+                    }
+                )
         values["seconds_metrics"] = time.perf_counter() - start
         for key, value in values.items():
-            rows.append({**common, "metric": "run", "key": key, "value": float(value),
-                         "status": "ok", "reason": "", "measured_on": "the run itself"})
+            rows.append(
+                {
+                    **common,
+                    "metric": "run",
+                    "key": key,
+                    "value": float(value),
+                    "status": "ok",
+                    "reason": "",
+                    "measured_on": "the run itself",
+                }
+            )
     return rows
 
 

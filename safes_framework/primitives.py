@@ -119,7 +119,9 @@ class PrivateTable:
         if not (np.isfinite(sigma) and sigma > 0):
             raise PrivacyError(f"noise std sigma must be positive and finite, got {sigma!r}")
         self.accountant.compose(
-            Gaussian(noise_multiplier=float(sigma)), count=len(checked), stage=self._stage,
+            Gaussian(noise_multiplier=float(sigma)),
+            count=len(checked),
+            stage=self._stage,
             label=label,
         )
         rng = self._rng()
@@ -175,8 +177,9 @@ class PrivateTable:
         est = [np.asarray(get(c), dtype=np.float64).ravel() for c in checked]
         for c, e in zip(checked, est):
             if e.shape != (self.domain_size(c),):
-                raise ConfigError(f"estimate for {c} has {e.size} cells, expected "
-                                  f"{self.domain_size(c)}")
+                raise ConfigError(
+                    f"estimate for {c} has {e.size} cells, expected {self.domain_size(c)}"
+                )
         self.accountant.compose(
             ExponentialMechanism(epsilon=float(epsilon)), stage=self._stage, label=label
         )
@@ -192,9 +195,7 @@ class PrivateTable:
 
     # -- raw rows (mechanisms that must touch records, e.g. DP-SGD) ----------------------------
 
-    def rows(
-        self, events: Sequence[tuple[DpEvent, int]], *, label: str = "rows"
-    ) -> np.ndarray:
+    def rows(self, events: Sequence[tuple[DpEvent, int]], *, label: str = "rows") -> np.ndarray:
         """The (n, d) code matrix, released only after every declared event has been charged.
 
         A mechanism that reads records directly (DP-SGD) declares its whole privacy cost up

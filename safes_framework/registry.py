@@ -120,7 +120,8 @@ class Registry(Generic[T]):
                 sig.bind(**params)
             except TypeError as exc:
                 accepted = [
-                    p.name for p in sig.parameters.values()
+                    p.name
+                    for p in sig.parameters.values()
                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 ]
                 raise ConfigError(

@@ -20,8 +20,17 @@ from .base import MetricResult
 from .errors import ConfigError
 from .schema import Schema
 
-_VERSIONED = ("safes-framework", "numpy", "pandas", "scipy", "scikit-learn", "mbi", "jax",
-              "cvxpy", "pluggy")
+_VERSIONED = (
+    "safes-framework",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "mbi",
+    "jax",
+    "cvxpy",
+    "pluggy",
+)
 
 
 def versions() -> dict[str, str]:
@@ -61,7 +70,8 @@ class RunInfo:
             "run_id": self.run_id,
             "seed": self.seed,
             "synthesizer": {"name": self.synthesizer, "params": _jsonable(self.synthesizer_params)},
-            "fairness": None if self.fairness is None
+            "fairness": None
+            if self.fairness is None
             else {"name": self.fairness, "params": _jsonable(self.fairness_params)},
             "metrics": list(self.metrics),
         }
@@ -161,7 +171,9 @@ class Release:
                 table = table.assign(weight=self.weights)
             table.to_csv(tmp / "release.csv", index=False)
             (tmp / "privacy.json").write_text(json.dumps(self.privacy.to_dict(), indent=2))
-            (tmp / "run.json").write_text(json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2))
+            (tmp / "run.json").write_text(
+                json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2)
+            )
             out.mkdir(exist_ok=True)
             for f in ("release.csv", "privacy.json", "run.json"):
                 os.replace(tmp / f, out / f)

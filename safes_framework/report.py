@@ -43,8 +43,10 @@ def _matplotlib() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("the report's figures need matplotlib: pip install "
-                          "'safes-framework[report]' (or pass --no-figures)") from None
+        raise ConfigError(
+            "the report's figures need matplotlib: pip install "
+            "'safes-framework[report]' (or pass --no-figures)"
+        ) from None
     return Figure
 
 
@@ -52,7 +54,7 @@ def _matplotlib() -> Any:
 
 
 def setting_label(kind: str, epsilon: float, eta: float) -> str:
-    """"SAFES(eps=0.1, eta=0.025)" from a row's setting columns (NaN = absent)."""
+    """ "SAFES(eps=0.1, eta=0.025)" from a row's setting columns (NaN = absent)."""
     parts = []
     if not math.isnan(epsilon):
         parts.append(f"eps={epsilon:.3g}")
@@ -69,8 +71,13 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     g = ok.groupby(keys, dropna=False)["value"]
     out = g.agg(n="count", mean="mean", std="std", min="min", max="max").reset_index()
     out["order"] = out["setting"].map({k: i for i, k in enumerate(KINDS)})
-    return out.sort_values(["dataset", "order", "epsilon", "eta", "metric", "key"],
-                           na_position="first").drop(columns="order").reset_index(drop=True)
+    return (
+        out.sort_values(
+            ["dataset", "order", "epsilon", "eta", "metric", "key"], na_position="first"
+        )
+        .drop(columns="order")
+        .reset_index(drop=True)
+    )
 
 
 def failures(rows: pd.DataFrame) -> pd.DataFrame:
@@ -81,22 +88,28 @@ def failures(rows: pd.DataFrame) -> pd.DataFrame:
     failed = bad.groupby(keys, dropna=False)["cell"].nunique().rename("failed")
     release = bad[bad["metric"] == "*"].groupby(keys, dropna=False)["cell"].nunique()
     reasons = bad.groupby(keys, dropna=False)["reason"].agg(
-        lambda r: "; ".join(f"{n}x {_short(t)}" for t, n in r.value_counts().head(3).items()))
-    out = pd.concat([cells, failed, release.rename("release_failed"),
-                     reasons.rename("reasons")], axis=1).reset_index()
+        lambda r: "; ".join(f"{n}x {_short(t)}" for t, n in r.value_counts().head(3).items())
+    )
+    out = pd.concat(
+        [cells, failed, release.rename("release_failed"), reasons.rename("reasons")], axis=1
+    ).reset_index()
     out[["failed", "release_failed"]] = out[["failed", "release_failed"]].fillna(0).astype(int)
     out["reasons"] = out["reasons"].fillna("")
     out["order"] = out["setting"].map({k: i for i, k in enumerate(KINDS)})
-    return out.sort_values(["dataset", "order", "epsilon", "eta"], na_position="first"
-                           ).drop(columns="order").reset_index(drop=True)
+    return (
+        out.sort_values(["dataset", "order", "epsilon", "eta"], na_position="first")
+        .drop(columns="order")
+        .reset_index(drop=True)
+    )
 
 
 def _short(reason: str, width: int = 140) -> str:
     return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 
-def headline_keys(rows: pd.DataFrame, wanted: Sequence[tuple[str, str]] = HEADLINE
-                  ) -> list[tuple[str, str]]:
+def headline_keys(
+    rows: pd.DataFrame, wanted: Sequence[tuple[str, str]] = HEADLINE
+) -> list[tuple[str, str]]:
     """The (metric, key) pairs of `wanted` present in `rows` (prefixes expanded, in the order
     the metric reported them)."""
     present = rows[["metric", "key"]].drop_duplicates()
@@ -118,21 +131,28 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def wide_table(summary: pd.DataFrame, dataset: str, keys: Sequence[tuple[str, str]]
-               ) -> pd.DataFrame:
+def wide_table(
+    summary: pd.DataFrame, dataset: str, keys: Sequence[tuple[str, str]]
+) -> pd.DataFrame:
     """One row per setting, one column per (metric, key): "mean ± sd" over repeats."""
     sub = summary[summary["dataset"] == dataset]
     settings = sub[["setting", "epsilon", "eta"]].drop_duplicates()
     table = []
     for _, s in settings.iterrows():
-        at = sub[(sub["setting"] == s["setting"])
-                 & _same(sub["epsilon"], s["epsilon"]) & _same(sub["eta"], s["eta"])]
+        at = sub[
+            (sub["setting"] == s["setting"])
+            & _same(sub["epsilon"], s["epsilon"])
+            & _same(sub["eta"], s["eta"])
+        ]
         n = int(at["n"].max()) if len(at) else 0
         row = {"setting": setting_label(s["setting"], s["epsilon"], s["eta"]), "n": n}
         for metric, key in keys:
             hit = at[(at["metric"] == metric) & (at["key"] == key)]
-            row[key] = (_fmt(hit["mean"].iloc[0], hit["std"].iloc[0], int(hit["n"].iloc[0]))
-                        if len(hit) else "–")
+            row[key] = (
+                _fmt(hit["mean"].iloc[0], hit["std"].iloc[0], int(hit["n"].iloc[0]))
+                if len(hit)
+                else "–"
+            )
         table.append(row)
     return pd.DataFrame(table)
 
@@ -159,8 +179,9 @@ def _slug(text: str) -> str:
 def plot_metric(ax: Any, summary: pd.DataFrame, dataset: str, metric: str, key: str) -> None:
     """One panel: the value against log10 epsilon; DP and one SAFES line per eta with a
     +-1 sd band; Original and Fair(eta) as horizontal reference lines."""
-    sub = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)
-                  & (summary["key"] == key)]
+    sub = summary[
+        (summary["dataset"] == dataset) & (summary["metric"] == metric) & (summary["key"] == key)
+    ]
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     etas = sorted(sub.loc[sub["setting"].isin(["fair", "safes"]), "eta"].dropna().unique())
     color = {e: colors[(i + 1) % len(colors)] for i, e in enumerate(etas)}
@@ -189,8 +210,11 @@ def plot_metric(ax: Any, summary: pd.DataFrame, dataset: str, metric: str, key: 
 
 
 def write_figures(
-    summary: pd.DataFrame, out: Path, keys_by_dataset: dict[str, list[tuple[str, str]]],
-    *, single: bool = False,
+    summary: pd.DataFrame,
+    out: Path,
+    keys_by_dataset: dict[str, list[tuple[str, str]]],
+    *,
+    single: bool = False,
 ) -> dict[str, list[Path]]:
     """A panel per dataset (every headline value), and with `single` one figure per value;
     the PNG paths, panel first."""
@@ -208,11 +232,12 @@ def write_figures(
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, (metric, key) in zip(axes, keys, strict=False):
             plot_metric(ax, summary, dataset, metric, key)
-        for ax in axes[len(keys):]:
+        for ax in axes[len(keys) :]:
             ax.set_visible(False)
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6),
-                   fontsize=8)
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8
+        )
         fig.suptitle(f"{dataset}: mean ± 1 sd over repeats")
         panel = out / f"{_slug(dataset)}_panel.png"
         fig.savefig(panel, dpi=110)
@@ -267,22 +292,27 @@ def write_report(
     summary.to_csv(out / "summary.csv", index=False)
     fails.to_csv(out / "failures.csv", index=False)
     datasets = list(dict.fromkeys(rows["dataset"]))
-    chosen = {d: headline_keys(rows[(rows["dataset"] == d) & (rows["status"] == "ok")], keys)
-              for d in datasets}
-    figs = (write_figures(summary, out / "figures", chosen, single=single_figures)
-            if figures else {})
+    chosen = {
+        d: headline_keys(rows[(rows["dataset"] == d) & (rows["status"] == "ok")], keys)
+        for d in datasets
+    }
+    figs = write_figures(summary, out / "figures", chosen, single=single_figures) if figures else {}
 
     md = [f"# {title}", ""]
     cells, failed = int(fails["cells"].sum()), int(fails["failed"].sum())
-    md += [f"{len(rows['cell'].unique())} cells (dataset x setting x repeat), "
-           f"{failed} of {cells} with a failure recorded. Values are mean ± sd over repeats "
-           "(n = repeats with a value); differences are unprivileged minus privileged. "
-           "`summary.csv` has every value with n, mean, sd, min, max; `failures.csv` every "
-           "failure count with its most frequent reasons.", ""]
+    md += [
+        f"{len(rows['cell'].unique())} cells (dataset x setting x repeat), "
+        f"{failed} of {cells} with a failure recorded. Values are mean ± sd over repeats "
+        "(n = repeats with a value); differences are unprivileged minus privileged. "
+        "`summary.csv` has every value with n, mean, sd, min, max; `failures.csv` every "
+        "failure count with its most frequent reasons.",
+        "",
+    ]
     sections: list[tuple[str, pd.DataFrame | None, list[Path]]] = []
     for d in datasets:
-        utility = [k for k in chosen[d] if k[0] not in ("mean_outcome_difference",
-                                                        "model_fairness")]
+        utility = [
+            k for k in chosen[d] if k[0] not in ("mean_outcome_difference", "model_fairness")
+        ]
         fairness = [k for k in chosen[d] if k not in utility]
         md += [f"## {d}", ""]
         for name, part in (("Utility", utility), ("Fairness", fairness)):
@@ -295,20 +325,30 @@ def write_report(
         if f.empty:
             md += ["No failure recorded.", ""]
         else:
-            ft = pd.DataFrame({
-                "setting": [setting_label(s, e, t) for s, e, t in
-                            zip(f["setting"], f["epsilon"], f["eta"], strict=True)],
-                "failed / cells": [f"{a} / {b}" for a, b in
-                                   zip(f["failed"], f["cells"], strict=True)],
-                "release failed": f["release_failed"], "reasons": f["reasons"]})
+            ft = pd.DataFrame(
+                {
+                    "setting": [
+                        setting_label(s, e, t)
+                        for s, e, t in zip(f["setting"], f["epsilon"], f["eta"], strict=True)
+                    ],
+                    "failed / cells": [
+                        f"{a} / {b}" for a, b in zip(f["failed"], f["cells"], strict=True)
+                    ],
+                    "release failed": f["release_failed"],
+                    "reasons": f["reasons"],
+                }
+            )
             md += [markdown_table(ft), ""]
             sections.append((f"{d}: failures", ft, []))
         if d in figs and figs[d]:
             rel = [p.relative_to(out) for p in figs[d]]
             md += [f"![{d}]({rel[0].as_posix()})", ""]
             if rel[1:]:
-                md += ["Single figures: " + ", ".join(f"[{p.stem.split('__', 1)[-1]}]"
-                                                      f"({p.as_posix()})" for p in rel[1:]), ""]
+                md += [
+                    "Single figures: "
+                    + ", ".join(f"[{p.stem.split('__', 1)[-1]}]({p.as_posix()})" for p in rel[1:]),
+                    "",
+                ]
             sections.append((f"{d}: figures", None, [figs[d][0]]))
     path = out / "report.md"
     path.write_text("\n".join(md))
@@ -317,12 +357,21 @@ def write_report(
     return path
 
 
-def _write_html(path: Path, title: str, intro: str,
-                sections: list[tuple[str, pd.DataFrame | None, list[Path]]], base: Path) -> None:
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
-             "</style>", f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+def _write_html(
+    path: Path,
+    title: str,
+    intro: str,
+    sections: list[tuple[str, pd.DataFrame | None, list[Path]]],
+    base: Path,
+) -> None:
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+        "</style>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(intro)}</p>",
+    ]
     for name, table, images in sections:
         parts.append(f"<h2>{html.escape(name)}</h2>")
         if table is not None:
@@ -338,13 +387,17 @@ def _write_html(path: Path, title: str, intro: str,
 def build_report_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="sweep results directory (or results.csv / results.parquet)")
     p.add_argument("--out", default=None, help="report directory (default RESULTS/report)")
-    p.add_argument("--values", default=None,
-                   help="comma-separated metric:key pairs to show (a key ending in '[' is a "
-                        "prefix), e.g. model_utility:accuracy,model_fairness:spd[")
+    p.add_argument(
+        "--values",
+        default=None,
+        help="comma-separated metric:key pairs to show (a key ending in '[' is a "
+        "prefix), e.g. model_utility:accuracy,model_fairness:spd[",
+    )
     p.add_argument("--title", default="SAFES sweep report")
     p.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib)")
-    p.add_argument("--single-figures", action="store_true",
-                   help="also one figure file per value (slower)")
+    p.add_argument(
+        "--single-figures", action="store_true", help="also one figure file per value (slower)"
+    )
     p.add_argument("--no-html", action="store_true", help="Markdown only")
 
 
@@ -358,11 +411,18 @@ def cmd_report(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--values: {item!r} must look like metric:key")
             keys.append((metric, key))
     results = Path(args.results)
-    out = Path(args.out) if args.out else (results if results.is_dir() else results.parent
-                                           ) / "report"
-    path = write_report(results, out, keys=keys, figures=not args.no_figures,
-                        single_figures=args.single_figures, html_page=not args.no_html,
-                        title=args.title)
+    out = (
+        Path(args.out) if args.out else (results if results.is_dir() else results.parent) / "report"
+    )
+    path = write_report(
+        results,
+        out,
+        keys=keys,
+        figures=not args.no_figures,
+        single_figures=args.single_figures,
+        html_page=not args.no_html,
+        title=args.title,
+    )
     print(f"wrote {path}" + ("" if args.no_html else f" and {path.with_suffix('.html')}"))
     return 0
 

@@ -90,8 +90,9 @@ class Categorical:
         cats[:] = list(self.categories)
         out = cats[codes]
         if all(isinstance(c, (int, bool)) for c in self.categories):
-            return out.astype(np.int64 if not all(isinstance(c, bool) for c in self.categories)
-                              else bool)
+            return out.astype(
+                np.int64 if not all(isinstance(c, bool) for c in self.categories) else bool
+            )
         if all(isinstance(c, (int, float)) for c in self.categories):
             return out.astype(np.float64)
         return out
@@ -287,7 +288,9 @@ class Schema:
         try:
             col.encode(pd.Series([value]))
         except DataError:
-            raise SchemaError(f"column {col.name!r}: {what} {value!r} is not in its domain") from None
+            raise SchemaError(
+                f"column {col.name!r}: {what} {value!r} is not in its domain"
+            ) from None
 
     # -- lookup -------------------------------------------------------------------------------
 

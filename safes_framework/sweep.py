@@ -93,8 +93,23 @@ class SweepConfig:
         [metrics], [split]); unknown keys raise a ConfigError naming them."""
         _only(data, ("sweep", "synthesizer", "fairness", "metrics", "split"), source, "")
         sweep = dict(data.get("sweep", {}))
-        _only(sweep, ("datasets", "epsilons", "log10_epsilons", "etas", "no_dp", "no_fairness",
-                      "repeats", "original_repeats", "seed", "delta"), source, "sweep")
+        _only(
+            sweep,
+            (
+                "datasets",
+                "epsilons",
+                "log10_epsilons",
+                "etas",
+                "no_dp",
+                "no_fairness",
+                "repeats",
+                "original_repeats",
+                "seed",
+                "delta",
+            ),
+            source,
+            "sweep",
+        )
         kw: dict[str, Any] = {}
         if "datasets" in sweep:
             kw["datasets"] = tuple(_str_list(sweep["datasets"], "sweep.datasets"))
@@ -104,12 +119,14 @@ class SweepConfig:
             kw["epsilons"] = tuple(_num_list(sweep["epsilons"], "sweep.epsilons"))
         if "log10_epsilons" in sweep:
             kw["epsilons"] = tuple(
-                10.0 ** k for k in _num_list(sweep["log10_epsilons"], "sweep.log10_epsilons"))
+                10.0**k for k in _num_list(sweep["log10_epsilons"], "sweep.log10_epsilons")
+            )
         if "etas" in sweep:
             etas = sweep["etas"]
             if isinstance(etas, Mapping):
-                kw["etas"] = {str(k): tuple(_num_list(v, f"sweep.etas.{k}"))
-                              for k, v in etas.items()}
+                kw["etas"] = {
+                    str(k): tuple(_num_list(v, f"sweep.etas.{k}")) for k, v in etas.items()
+                }
             else:
                 kw["etas"] = {"*": tuple(_num_list(etas, "sweep.etas"))}
         for key in ("no_dp", "no_fairness"):
@@ -150,16 +167,26 @@ class SweepConfig:
         p = self.protocol
         out: dict[str, Any] = {
             "sweep": {
-                "datasets": list(self.datasets), "epsilons": list(self.epsilons),
+                "datasets": list(self.datasets),
+                "epsilons": list(self.epsilons),
                 "etas": {k: list(v) for k, v in self.etas.items()},
-                "no_dp": self.no_dp, "no_fairness": self.no_fairness, "repeats": self.repeats,
-                "original_repeats": self.original_repeats, "seed": self.seed, "delta": p.delta,
+                "no_dp": self.no_dp,
+                "no_fairness": self.no_fairness,
+                "repeats": self.repeats,
+                "original_repeats": self.original_repeats,
+                "seed": self.seed,
+                "delta": p.delta,
             },
             "synthesizer": {"name": p.synthesizer, **p.synthesizer_params},
-            "fairness": {"name": p.fairness or "none", "eta_param": p.eta_param or "none",
-                         **p.fairness_params},
-            "metrics": {"use": [m.alias for m in p.metrics],
-                        **{m.alias: {"metric": m.name, **m.params} for m in p.metrics}},
+            "fairness": {
+                "name": p.fairness or "none",
+                "eta_param": p.eta_param or "none",
+                **p.fairness_params,
+            },
+            "metrics": {
+                "use": [m.alias for m in p.metrics],
+                **{m.alias: {"metric": m.name, **m.params} for m in p.metrics},
+            },
             "split": {"test_size": p.test_size, "random_state": p.random_state},
         }
         return out
@@ -174,19 +201,24 @@ class SweepConfig:
             raise ConfigError("sweep.datasets is empty")
         for name in self.datasets:
             if name not in bundled.names():
-                raise ConfigError(f"sweep.datasets: unknown dataset {name!r}; bundled datasets: "
-                                  f"{', '.join(bundled.names())}")
+                raise ConfigError(
+                    f"sweep.datasets: unknown dataset {name!r}; bundled datasets: "
+                    f"{', '.join(bundled.names())}"
+                )
         for eps in self.epsilons:
             if not (math.isfinite(eps) and eps > 0):
-                raise ConfigError(f"sweep.epsilons: every epsilon must be a positive finite "
-                                  f"number, got {eps!r}")
+                raise ConfigError(
+                    f"sweep.epsilons: every epsilon must be a positive finite number, got {eps!r}"
+                )
         if len(set(self.epsilons)) != len(self.epsilons):
             raise ConfigError(f"sweep.epsilons lists a value twice: {list(self.epsilons)}")
         if not self.epsilons and not self.no_dp:
             raise ConfigError("no epsilons and no_dp = false: the grid is empty")
         if self.repeats < 1 or self.original_repeats < 0:
-            raise ConfigError(f"sweep.repeats must be >= 1 and original_repeats >= 0, got "
-                              f"{self.repeats} and {self.original_repeats}")
+            raise ConfigError(
+                f"sweep.repeats must be >= 1 and original_repeats >= 0, got "
+                f"{self.repeats} and {self.original_repeats}"
+            )
         if self.seed < 0:
             raise ConfigError(f"sweep.seed must be a non-negative integer, got {self.seed}")
         p = self.protocol
@@ -197,12 +229,14 @@ class SweepConfig:
                     raise ConfigError(
                         f"no etas for dataset {name!r}: add `{name} = [...]` under "
                         f"[sweep.etas] (the paper: {dict(PAPER_ETAS)}), or set eta_param = "
-                        "\"none\" under [fairness] for a transformer without a bound")
+                        '"none" under [fairness] for a transformer without a bound'
+                    )
                 if any(not (math.isfinite(e) and e >= 0) for e in etas):
-                    raise ConfigError(f"sweep.etas.{name}: bounds must be finite and >= 0, "
-                                      f"got {list(etas)}")
+                    raise ConfigError(
+                        f"sweep.etas.{name}: bounds must be finite and >= 0, got {list(etas)}"
+                    )
         if p.fairness is None and not self.no_fairness:
-            raise ConfigError("fairness is \"none\" and no_fairness = false: the grid is empty")
+            raise ConfigError('fairness is "none" and no_fairness = false: the grid is empty')
         if not 0 < p.test_size < 1:
             raise ConfigError(f"split.test_size must lie in (0, 1), got {p.test_size}")
         aliases = [m.alias for m in p.metrics]
@@ -248,13 +282,22 @@ class SweepConfig:
             for eps, settings in self.columns(dataset):
                 for r in range(max(self.repeats, self.original_repeats)):
                     todo = tuple(
-                        s for s in settings
+                        s
+                        for s in settings
                         if (r < (self.original_repeats if s.kind == "original" else self.repeats))
                         and cell_key(dataset, s, r) not in done
                     )
                     if todo:
-                        units.append(Unit(dataset, eps, r, unit_seed(self.seed, dataset, eps, r),
-                                          todo, self.protocol))
+                        units.append(
+                            Unit(
+                                dataset,
+                                eps,
+                                r,
+                                unit_seed(self.seed, dataset, eps, r),
+                                todo,
+                                self.protocol,
+                            )
+                        )
         return units
 
     def cells(self) -> int:
@@ -300,8 +343,9 @@ def _only(data: Mapping[str, Any], allowed: Sequence[str], source: str, table: s
     for key in data:
         if key not in allowed:
             where = f"in [{table}]" if table else "at the top level"
-            raise ConfigError(f"{source}: unknown key {key!r} {where}; allowed: "
-                              f"{', '.join(allowed)}")
+            raise ConfigError(
+                f"{source}: unknown key {key!r} {where}; allowed: {', '.join(allowed)}"
+            )
 
 
 def _num(v: Any, what: str) -> float:
@@ -341,13 +385,13 @@ def _metric_specs(table: Any, source: str) -> tuple[MetricSpec, ...]:
     params = {k: v for k, v in table.items() if k != "use"}
     for k, v in params.items():
         if not isinstance(v, Mapping):
-            raise ConfigError(f"{source}: metrics.{k} must be a table of parameters "
-                              f"([metrics.{k}]), got {v!r}")
+            raise ConfigError(
+                f"{source}: metrics.{k} must be a table of parameters ([metrics.{k}]), got {v!r}"
+            )
     names = [m.alias for m in DEFAULT_METRICS] if use is None else _str_list(use, "metrics.use")
     unused = sorted(set(params) - set(names))
     if unused:
-        raise ConfigError(f"{source}: [metrics.{unused[0]}] is not listed in metrics.use "
-                          f"({names})")
+        raise ConfigError(f"{source}: [metrics.{unused[0]}] is not listed in metrics.use ({names})")
     specs = []
     for alias in names:
         p = dict(params.get(alias, {}))
@@ -380,22 +424,31 @@ class ResultStore:
         if fmt not in FORMATS:
             raise ConfigError(f"result format must be one of {list(FORMATS)}, got {fmt!r}")
         if existing and existing[0] != fmt:
-            raise ConfigError(f"{str(self.out)!r} already holds results.{existing[0]}; "
-                              f"cannot add {fmt} results to it")
+            raise ConfigError(
+                f"{str(self.out)!r} already holds results.{existing[0]}; "
+                f"cannot add {fmt} results to it"
+            )
         if fmt == "parquet":
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
-                raise ConfigError("parquet results need pyarrow (pip install pyarrow); "
-                                  "or use the csv format") from None
+                raise ConfigError(
+                    "parquet results need pyarrow (pip install pyarrow); or use the csv format"
+                ) from None
         self.fmt = fmt
         self.path = self.out / f"results.{fmt}"
         self.manifest = self.out / "sweep.json"
         self._parts = 0
 
     @classmethod
-    def open(cls, out: str | os.PathLike[str], config: SweepConfig, *, fmt: str | None = None,
-             fresh: bool = False) -> ResultStore:
+    def open(
+        cls,
+        out: str | os.PathLike[str],
+        config: SweepConfig,
+        *,
+        fmt: str | None = None,
+        fresh: bool = False,
+    ) -> ResultStore:
         """Open (or create) the store of `config` in `out`.
 
         Raises:
@@ -423,8 +476,10 @@ class ResultStore:
                     "(the grid itself, datasets x epsilons x etas x repeats, may change)"
                 )
         elif store.path.exists():
-            raise ConfigError(f"{str(store.path)!r} exists without sweep.json; not resuming "
-                              "into it (pass --fresh or another --out)")
+            raise ConfigError(
+                f"{str(store.path)!r} exists without sweep.json; not resuming "
+                "into it (pass --fresh or another --out)"
+            )
         store._write_manifest(config, fingerprint)
         store._repair()
         return store
@@ -436,8 +491,13 @@ class ResultStore:
         if self.manifest.exists():
             created = json.loads(self.manifest.read_text()).get("created")
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        data = {"fingerprint": fingerprint, "created": created or now, "updated": now,
-                "config": config.to_dict(), "versions": versions()}
+        data = {
+            "fingerprint": fingerprint,
+            "created": created or now,
+            "updated": now,
+            "config": config.to_dict(),
+            "versions": versions(),
+        }
         tmp = self.manifest.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, self.manifest)
@@ -467,8 +527,12 @@ class ResultStore:
             return
         complete = _complete(df)
         if not complete.all():
-            logger.warning("dropping %d rows of %d incomplete cells in %s",
-                           int((~complete).sum()), df.loc[~complete, "cell"].nunique(), self.path)
+            logger.warning(
+                "dropping %d rows of %d incomplete cells in %s",
+                int((~complete).sum()),
+                df.loc[~complete, "cell"].nunique(),
+                self.path,
+            )
             tmp = self.path.with_suffix(".csv.tmp")
             df[complete].to_csv(tmp, index=False)
             os.replace(tmp, self.path)
@@ -536,9 +600,16 @@ def read_results(path: str | os.PathLike[str], *, complete_only: bool = True) ->
     else:
         if path.stat().st_size == 0:
             return pd.DataFrame(columns=[*ROW_COLUMNS, "cell_rows"])
-        df = pd.read_csv(path, keep_default_na=False, na_values={"value": ["", "nan", "NaN"],
-                         "epsilon": ["", "nan"], "log10_epsilon": ["", "nan"],
-                         "eta": ["", "nan"]})
+        df = pd.read_csv(
+            path,
+            keep_default_na=False,
+            na_values={
+                "value": ["", "nan", "NaN"],
+                "epsilon": ["", "nan"],
+                "log10_epsilon": ["", "nan"],
+                "eta": ["", "nan"],
+            },
+        )
     for col in ("synthesizer", "fairness", "reason", "measured_on", "metric", "key"):
         df[col] = df[col].fillna("").astype(str)
     for col in ("value", "epsilon", "log10_epsilon", "eta"):
@@ -551,8 +622,9 @@ def read_results(path: str | os.PathLike[str], *, complete_only: bool = True) ->
 def _fingerprint(config: SweepConfig) -> str:
     import hashlib
 
-    text = json.dumps({"protocol": config.protocol.to_dict(), "seed": config.seed},
-                      sort_keys=True, default=repr)
+    text = json.dumps(
+        {"protocol": config.protocol.to_dict(), "seed": config.seed}, sort_keys=True, default=repr
+    )
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -569,8 +641,15 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return ", ".join(keys)
 
 
-_GRID_KEYS = {"sweep.datasets", "sweep.epsilons", "sweep.etas", "sweep.repeats",
-              "sweep.original_repeats", "sweep.no_dp", "sweep.no_fairness"}
+_GRID_KEYS = {
+    "sweep.datasets",
+    "sweep.epsilons",
+    "sweep.etas",
+    "sweep.repeats",
+    "sweep.original_repeats",
+    "sweep.no_dp",
+    "sweep.no_fairness",
+}
 
 
 # -- executors ------------------------------------------------------------------------------------
@@ -587,11 +666,13 @@ def _run_serial(units: Sequence[Unit], strict: bool) -> Iterator[tuple[Unit, Any
         yield unit, run_unit(unit, strict=strict)
 
 
-def _run_local(units: Sequence[Unit], workers: int | None, strict: bool
-               ) -> Iterator[tuple[Unit, Any]]:
+def _run_local(
+    units: Sequence[Unit], workers: int | None, strict: bool
+) -> Iterator[tuple[Unit, Any]]:
     ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
-    pool = cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx,
-                                  initializer=_worker_init)
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1, mp_context=ctx, initializer=_worker_init
+    )
     try:
         futures = {pool.submit(run_unit, u, strict=strict): u for u in units}
         for fut in cf.as_completed(futures):
@@ -606,13 +687,15 @@ def _run_local(units: Sequence[Unit], workers: int | None, strict: bool
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(units: Sequence[Unit], workers: int | None, scheduler: str | None, strict: bool
-              ) -> Iterator[tuple[Unit, Any]]:
+def _run_dask(
+    units: Sequence[Unit], workers: int | None, scheduler: str | None, strict: bool
+) -> Iterator[tuple[Unit, Any]]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise ConfigError("the dask executor needs Dask distributed: "
-                          "pip install 'safes-framework[distributed]'") from None
+        raise ConfigError(
+            "the dask executor needs Dask distributed: pip install 'safes-framework[distributed]'"
+        ) from None
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     dask_logger = logging.getLogger("distributed")
     level = dask_logger.level
@@ -622,9 +705,13 @@ def _run_dask(units: Sequence[Unit], workers: int | None, scheduler: str | None,
     if address:
         client = Client(address)
     else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None,
-                               silence_logs=logging.WARNING)
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
         client = Client(cluster)
     try:
         futures = {}
@@ -725,11 +812,13 @@ def run_sweep(
     store = ResultStore.open(out, config, fmt=fmt, fresh=fresh)
     done = store.completed_cells()
     units = config.units(done)
-    summary = SweepSummary(out=Path(out), units_planned=len(units),
-                           cells_skipped=len(done & _all_cells(config)))
+    summary = SweepSummary(
+        out=Path(out), units_planned=len(units), cells_skipped=len(done & _all_cells(config))
+    )
     start = time.perf_counter()
-    logger.info("sweep: %d units to run, %d cells already stored", len(units),
-                summary.cells_skipped)
+    logger.info(
+        "sweep: %d units to run, %d cells already stored", len(units), summary.cells_skipped
+    )
     if not units:
         return summary
     if executor == "serial":
@@ -788,13 +877,15 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by `safes sweep` and `safes validate`: the config and its overrides."""
     p.add_argument("config", nargs="?", help="TOML sweep config (default: the paper's grid)")
     g = p.add_argument_group("grid overrides (take precedence over the config)")
-    g.add_argument("--dataset", action="append", default=None, metavar="NAME",
-                   help="dataset (repeatable)")
+    g.add_argument(
+        "--dataset", action="append", default=None, metavar="NAME", help="dataset (repeatable)"
+    )
     g.add_argument("--epsilons", help="comma-separated epsilons, e.g. 0.1,1")
     g.add_argument("--log10-epsilons", help="comma-separated log10 epsilons, e.g. -1,0")
     g.add_argument("--etas", help="comma-separated etas for every dataset")
-    g.add_argument("--no-dp-column", action="store_true",
-                   help="skip the no-DP column (Original, Fair)")
+    g.add_argument(
+        "--no-dp-column", action="store_true", help="skip the no-DP column (Original, Fair)"
+    )
     g.add_argument("--repeats", type=int)
     g.add_argument("--original-repeats", type=int)
     g.add_argument("--seed", type=int, help="sweep seed")
@@ -816,8 +907,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
             with open(args.config, "rb") as fh:
                 data = tomllib.load(fh)
         except OSError as exc:
-            raise ConfigError(f"cannot read sweep config {args.config!r}: {exc.strerror}"
-                              ) from None
+            raise ConfigError(f"cannot read sweep config {args.config!r}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {args.config!r} is not valid TOML: {exc}") from None
     sweep = data.setdefault("sweep", {})
@@ -864,13 +954,21 @@ def build_sweep_parser(p: argparse.ArgumentParser) -> None:
     add_grid_arguments(p)
     r = p.add_argument_group("running")
     r.add_argument("--out", required=True, help="results directory (resumed if it exists)")
-    r.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local process pool (default), dask (Dask distributed) or serial")
-    r.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: all cores)")
-    r.add_argument("--scheduler", default=None,
-                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
-                        "default $DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+    r.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local process pool (default), dask (Dask distributed) or serial",
+    )
+    r.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: all cores)"
+    )
+    r.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
+        "default $DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
+    )
     r.add_argument("--format", choices=FORMATS, default=None, help="csv (default) or parquet")
     r.add_argument("--fresh", action="store_true", help="discard earlier results in --out")
     r.add_argument("--strict", action="store_true", help="stop at the first failure")
@@ -881,19 +979,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     printer = None if args.quiet else _ProgressLine(sys.stderr)
     try:
-        summary = run_sweep(config, args.out, executor=args.executor, workers=args.workers,
-                            scheduler=args.scheduler, fmt=args.format, fresh=args.fresh,
-                            progress=printer, strict=args.strict)
+        summary = run_sweep(
+            config,
+            args.out,
+            executor=args.executor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            fmt=args.format,
+            fresh=args.fresh,
+            progress=printer,
+            strict=args.strict,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished units are stored in {args.out}; rerun the same "
-              "command to resume", file=sys.stderr)
+        print(
+            f"\ninterrupted; finished units are stored in {args.out}; rerun the same "
+            "command to resume",
+            file=sys.stderr,
+        )
         return 130
-    print(f"sweep: {summary.units_done} units run in {summary.seconds:.1f} s "
-          f"({summary.cells_ok} cells ok, {summary.cells_failed} with a failure recorded, "
-          f"{summary.cells_skipped} already stored); results in {args.out}")
+    print(
+        f"sweep: {summary.units_done} units run in {summary.seconds:.1f} s "
+        f"({summary.cells_ok} cells ok, {summary.cells_failed} with a failure recorded, "
+        f"{summary.cells_skipped} already stored); results in {args.out}"
+    )
     if summary.units_lost:
-        print(f"sweep: {summary.units_lost} units were lost by the executor (first: "
-              f"{summary.errors[0]}); rerun to resume", file=sys.stderr)
+        print(
+            f"sweep: {summary.units_lost} units were lost by the executor (first: "
+            f"{summary.errors[0]}); rerun to resume",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -914,9 +1028,12 @@ class _ProgressLine:
         if s.units_done:
             eta = s.seconds / finished * (s.units_planned - finished)
             left = f", ~{eta:.0f} s left"
-        print(f"[sweep] {finished}/{s.units_planned} units ({unit.label}); "
-              f"{s.cells_failed} failed cells; {s.seconds:.0f} s{left}",
-              file=self.stream, flush=True)
+        print(
+            f"[sweep] {finished}/{s.units_planned} units ({unit.label}); "
+            f"{s.cells_failed} failed cells; {s.seconds:.0f} s{left}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def build_validate_parser(p: argparse.ArgumentParser) -> None:

@@ -70,8 +70,9 @@ def check_synthesizer(
         synth = factory(epsilon=epsilon, delta=delta)
         assert isinstance(synth, Synthesizer), "factory must return a Synthesizer"
         acc = RDPAccountant(budget=(epsilon, delta))
-        pt = PrivateTable(InMemorySource(codes, schema.sizes), schema, acc,
-                          np.random.SeedSequence(seed))
+        pt = PrivateTable(
+            InMemorySource(codes, schema.sizes), schema, acc, np.random.SeedSequence(seed)
+        )
         synth.fit(pt, StageContext("synthesizer"))
         return synth.sample(57, np.random.default_rng(seed)), acc
 
@@ -81,8 +82,9 @@ def check_synthesizer(
     except BudgetExceededError as exc:  # pragma: no cover - reported as a contract failure
         raise AssertionError(f"synthesizer tried to overspend its budget: {exc}") from exc
     now = np.random.get_state()
-    assert np.array_equal(now[1], state[1]) and now[2] == state[2], \
+    assert np.array_equal(now[1], state[1]) and now[2] == state[2], (
         "synthesizer used numpy's global random state"
+    )
     assert len(acc.entries) > 0, "synthesizer read nothing through the DP primitives"
     assert acc.epsilon(delta) <= epsilon * (1 + 1e-9), "spent more than the budget"
     out = np.asarray(out)
@@ -116,7 +118,8 @@ def check_fairness_transformer(
         assert (out.data[p].to_numpy() == table[p].to_numpy()).all(), f"protected {p!r} changed"
     if out.weights is not None:
         w = np.asarray(out.weights, dtype=float)
-        assert w.shape == (len(table),) and np.isfinite(w).all() and (w >= 0).all(), \
+        assert w.shape == (len(table),) and np.isfinite(w).all() and (w >= 0).all(), (
             "weights must be one finite non-negative value per row"
+        )
     again = factory().fit_transform(table, schema, np.random.default_rng(0))
     pd.testing.assert_frame_equal(out.data, again.data, obj="same seed, different output")

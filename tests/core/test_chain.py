@@ -77,9 +77,7 @@ def test_release_spends_exactly_the_budget(table: pd.DataFrame, schema: Schema) 
     schema.validate(release.data)
 
 
-def test_same_seed_same_release_and_other_seed_differs(
-    table: pd.DataFrame, schema: Schema
-) -> None:
+def test_same_seed_same_release_and_other_seed_differs(table: pd.DataFrame, schema: Schema) -> None:
     a = _chain(seed=11).run(table, schema).data
     b = _chain(seed=11).run(table, schema).data
     c = _chain(seed=12).run(table, schema).data
@@ -195,8 +193,9 @@ def test_mst_through_the_chain_is_budget_exact_and_seeded(
     synth = safes_framework.synthesizer("mst", epsilon=2.0, delta=1e-9)
     pm = PluginManager(load_entrypoints=False)
     a = SafesChain(synth, seed=4, plugin_manager=pm).run(table, schema)
-    b = SafesChain(safes_framework.synthesizer("mst", epsilon=2.0, delta=1e-9), seed=4,
-                   plugin_manager=pm).run(table, schema)
+    b = SafesChain(
+        safes_framework.synthesizer("mst", epsilon=2.0, delta=1e-9), seed=4, plugin_manager=pm
+    ).run(table, schema)
     assert a.privacy.epsilon <= 2.0 * (1 + 1e-9)
     assert a.privacy.epsilon == pytest.approx(2.0, abs=1e-6)
     pd.testing.assert_frame_equal(a.data, b.data)

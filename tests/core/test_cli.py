@@ -27,8 +27,25 @@ def test_run_writes_release_privacy_and_run_json(
 ) -> None:
     data, spec = inputs
     out = tmp_path / "out"
-    code = main(["run", "--data", str(data), "--schema", str(spec), "--synthesizer", "mst",
-                 "--epsilon", "1", "--delta", "1e-9", "--seed", "0", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--data",
+            str(data),
+            "--schema",
+            str(spec),
+            "--synthesizer",
+            "mst",
+            "--epsilon",
+            "1",
+            "--delta",
+            "1e-9",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "[synthesizer] started" in captured.err and "4/4 done" in captured.err
@@ -47,8 +64,22 @@ def test_run_writes_release_privacy_and_run_json(
     [
         (["run", "--epsilon", "1", "--out", "x"], "give --dataset NAME"),
         (["run", "--dataset", "nope", "--epsilon", "1", "--out", "x"], "nope"),
-        (["run", "--synthesizer", "nope", "--epsilon", "1", "--out", "x", "--data", "D",
-          "--schema", "S"], "cannot read input"),
+        (
+            [
+                "run",
+                "--synthesizer",
+                "nope",
+                "--epsilon",
+                "1",
+                "--out",
+                "x",
+                "--data",
+                "D",
+                "--schema",
+                "S",
+            ],
+            "cannot read input",
+        ),
         (["run", "--epsilon", "abc", "--out", "x"], "invalid float value"),
         (["bogus"], "invalid choice"),
     ],
@@ -69,8 +100,21 @@ def test_unknown_synthesizer_lists_installed(
     inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, spec = inputs
-    code = main(["run", "--data", str(data), "--schema", str(spec), "--synthesizer", "nope",
-                 "--epsilon", "1", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "run",
+            "--data",
+            str(data),
+            "--schema",
+            str(spec),
+            "--synthesizer",
+            "nope",
+            "--epsilon",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "installed synthesizers: " in err and "mst" in err
     assert not (tmp_path / "o").exists()
@@ -83,8 +127,20 @@ def test_out_of_domain_data_names_column_and_writes_nothing(
     df = pd.read_csv(data)
     df.loc[3, "edu"] = 17
     df.to_csv(data, index=False)
-    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
-                 "--out", str(tmp_path / "o"), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--data",
+            str(data),
+            "--schema",
+            str(spec),
+            "--epsilon",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "'edu'" in err and "17" in err
     assert not (tmp_path / "o").exists()
@@ -94,11 +150,19 @@ def test_plugins_lists_kind_and_origin(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["plugins", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     mst = next(r for r in rows if r["name"] == "mst")
-    assert mst == {**mst, "kind": "synthesizer", "origin": "built-in",
-                   "plugin": "safes_plugins.mst"}
+    assert mst == {
+        **mst,
+        "kind": "synthesizer",
+        "origin": "built-in",
+        "plugin": "safes_plugins.mst",
+    }
 
 
 def test_console_script_is_installed() -> None:
-    proc = subprocess.run([sys.executable, "-m", "safes_framework.cli", "--version"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "safes_framework.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("safes ")

@@ -11,7 +11,8 @@ from safes_framework import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 HOOKS = sorted(
-    name for name, obj in vars(hookspecs).items()
+    name
+    for name, obj in vars(hookspecs).items()
     if name.startswith("safes_") and inspect.isfunction(obj)
 )
 

@@ -60,8 +60,10 @@ def test_runtime_registration_and_duplicate_names() -> None:
             register.add("mst", IndependentMarginals)
 
     pm.register(_Dup(), name="dup")
-    with pytest.raises(PluginError, match="'mst' is registered twice: by plugin "
-                                          "'safes_plugins.mst' and by plugin 'dup'"):
+    with pytest.raises(
+        PluginError,
+        match="'mst' is registered twice: by plugin 'safes_plugins.mst' and by plugin 'dup'",
+    ):
         pm.synthesizers  # noqa: B018
 
 
@@ -76,8 +78,10 @@ def test_runtime_registration_and_duplicate_names() -> None:
 def test_registry_validates(name: str, factory: type, message: str) -> None:
     reg: Registry[Synthesizer] = Registry("synthesizer", Synthesizer)
     if factory is FairnessTransformer:
+
         class NotASynth(FairnessTransformer):  # concrete but wrong interface
             fit = transform = lambda *a, **k: None  # type: ignore[assignment]
+
         factory = NotASynth
     with pytest.raises(PluginError, match=message):
         reg.add(name, factory)
@@ -97,7 +101,7 @@ def test_third_party_plugin_through_entry_point(
     _fake_distribution(
         tmp_path,
         "safes_thirdparty",
-        '''
+        """
         from safes_framework import hookimpl
         from safes_framework.registry import Registry
 
@@ -105,7 +109,7 @@ def test_third_party_plugin_through_entry_point(
         def safes_register_synthesizers(register: Registry) -> None:
             from thirdparty_synth import IndependentMarginals
             register.add("independent", IndependentMarginals)
-        ''',
+        """,
         "safes_thirdparty",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -119,11 +123,13 @@ def test_third_party_plugin_through_entry_point(
 def test_broken_entry_point_names_plugin_and_distribution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fake_distribution(tmp_path, "safes_broken", "raise ImportError('no numpy here')\n",
-                       "safes_broken")
+    _fake_distribution(
+        tmp_path, "safes_broken", "raise ImportError('no numpy here')\n", "safes_broken"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match="plugin 'safes_broken'.*distribution 'safes_broken'"
-                                          ".*no numpy here"):
+    with pytest.raises(
+        PluginError, match="plugin 'safes_broken'.*distribution 'safes_broken'.*no numpy here"
+    ):
         PluginManager()
     sys.modules.pop("safes_broken", None)
 

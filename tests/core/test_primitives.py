@@ -13,11 +13,11 @@ from safes_framework.primitives import PrivateTable
 from safes_framework.privacy import ExponentialMechanism, Gaussian, RDPAccountant
 
 
-def _table(table: pd.DataFrame, schema: Schema, budget: tuple[float, float] | None = None,
-           seed: int = 0) -> PrivateTable:
+def _table(
+    table: pd.DataFrame, schema: Schema, budget: tuple[float, float] | None = None, seed: int = 0
+) -> PrivateTable:
     source = InMemorySource(schema.encode_array(table), schema.sizes)
-    return PrivateTable(source, schema, RDPAccountant(budget=budget),
-                        np.random.SeedSequence(seed))
+    return PrivateTable(source, schema, RDPAccountant(budget=budget), np.random.SeedSequence(seed))
 
 
 def test_marginals_are_bincounts_over_mixed_radix_codes(
@@ -76,8 +76,10 @@ def test_select_draws_from_the_exponential_mechanism(table: pd.DataFrame, schema
     pt = _table(table, schema)
     source = InMemorySource(schema.encode_array(table), schema.sizes)
     cands = [("sex",), ("race",)]
-    est = {("sex",): source.marginal(("sex",)) + np.array([1.0, 0.0]),
-           ("race",): source.marginal(("race",)) + np.array([2.0, 1.0])}
+    est = {
+        ("sex",): source.marginal(("sex",)) + np.array([1.0, 0.0]),
+        ("race",): source.marginal(("race",)) + np.array([2.0, 1.0]),
+    }
     eps = 1.0
     # scores 1 and 3, sensitivity 1: P(race) = e^{1.5} / (e^{0.5} + e^{1.5})
     picks = [pt.select(cands, epsilon=eps, estimates=est) for _ in range(3000)]

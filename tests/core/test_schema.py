@@ -131,8 +131,13 @@ def test_json_round_trip(schema: Schema) -> None:
     ],
 )
 def test_inconsistent_declarations_raise_schema_error(schema: Schema, kwargs: dict) -> None:
-    spec = {"columns": schema.columns, "protected": schema.protected, "label": schema.label,
-            "favorable": schema.favorable, **kwargs}
+    spec = {
+        "columns": schema.columns,
+        "protected": schema.protected,
+        "label": schema.label,
+        "favorable": schema.favorable,
+        **kwargs,
+    }
     with pytest.raises(SchemaError):
         Schema(**spec)
 
