@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from mbi import Domain, junction_tree
+from mbi import Domain, junction_tree  # noqa: E402,I001
+
+from . import _mbi  # noqa: F401  (configures JAX: float64, no persistent cache) before mbi
 
 Clique = tuple[str, ...]
 
