@@ -1,4 +1,4 @@
-"""The data-access seam: exact marginal counts of the sensitive table, asked for by DP primitives only."""
+"""The data-access seam: exact marginal counts of the sensitive table, for DP primitives only."""
 
 from __future__ import annotations
 

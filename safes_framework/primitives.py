@@ -1,4 +1,4 @@
-"""DP primitives: the only way a synthesizer reads the sensitive table; each charges the accountant."""
+"""DP primitives: how a synthesizer reads the sensitive table; each charges the accountant."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ class PrivateTable:
         penalties: Sequence[float] | None = None,
         label: str = "select",
     ) -> Clique:
-        """Pick the candidate marginal whose current estimate is worst, with the exponential mechanism.
+        """Pick the candidate marginal worst fitted by its estimate, by the exponential mechanism.
 
         Quality of candidate r: `w_r * (||M_r(D) - estimate_r||_1 - penalty_r)`, where M_r(D)
         are the exact counts and `estimate_r` comes from public information (the model fitted to
@@ -175,7 +175,7 @@ class PrivateTable:
         sensitivity = float(w.max())
         get = estimates if callable(estimates) else estimates.__getitem__
         est = [np.asarray(get(c), dtype=np.float64).ravel() for c in checked]
-        for c, e in zip(checked, est):
+        for c, e in zip(checked, est, strict=True):
             if e.shape != (self.domain_size(c),):
                 raise ConfigError(
                     f"estimate for {c} has {e.size} cells, expected {self.domain_size(c)}"
@@ -185,7 +185,7 @@ class PrivateTable:
         )
         rng = self._rng()
         errors = np.array(
-            [np.abs(self._source.marginal(c) - e).sum() for c, e in zip(checked, est)]
+            [np.abs(self._source.marginal(c) - e).sum() for c, e in zip(checked, est, strict=True)]
         )
         scores = w * (errors - pen)
         logits = epsilon * scores / (2.0 * sensitivity)

@@ -7,7 +7,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from .errors import (
 
 logger = logging.getLogger(__name__)
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 class NonPrivateDomainWarning(UserWarning):
@@ -171,7 +171,9 @@ class Continuous:
         object.__setattr__(self, "edges", edges)
         if len(edges) < 2:
             raise SchemaError(f"column {self.name!r}: needs at least two bin edges")
-        if not all(np.isfinite(edges)) or any(b <= a for a, b in zip(edges, edges[1:])):
+        if not all(np.isfinite(edges)) or any(
+            b <= a for a, b in zip(edges, edges[1:], strict=False)
+        ):
             raise SchemaError(f"column {self.name!r}: bin edges must be finite and increasing")
 
     @property
@@ -204,7 +206,7 @@ class Continuous:
         return {"name": self.name, "kind": self.kind, "edges": list(self.edges)}
 
 
-Column = Union[Categorical, Integer, Continuous]
+Column = Categorical | Integer | Continuous
 _KINDS: dict[str, type] = {"categorical": Categorical, "integer": Integer, "continuous": Continuous}
 
 

@@ -655,12 +655,6 @@ _GRID_KEYS = {
 # -- executors ------------------------------------------------------------------------------------
 
 
-def _worker_init() -> None:
-    """Process-pool worker start: one BLAS/OpenMP thread per worker (the cores are the pool's)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def _run_serial(units: Sequence[Unit], strict: bool) -> Iterator[tuple[Unit, Any]]:
     for unit in units:
         yield unit, run_unit(unit, strict=strict)
@@ -670,9 +664,8 @@ def _run_local(
     units: Sequence[Unit], workers: int | None, strict: bool
 ) -> Iterator[tuple[Unit, Any]]:
     ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
-    pool = cf.ProcessPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, mp_context=ctx, initializer=_worker_init
-    )
+    # each worker limits itself to one BLAS thread on its first unit (evaluation.run_unit)
+    pool = cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx)
     try:
         futures = {pool.submit(run_unit, u, strict=strict): u for u in units}
         for fut in cf.as_completed(futures):
