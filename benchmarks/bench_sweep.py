@@ -44,17 +44,27 @@ def run(config: SweepConfig, executor: str, workers: int) -> dict[str, Any]:
         wall = time.perf_counter() - start
         df = read_results(out)
     run_rows = df[df["metric"] == "run"]
-    synth = run_rows[run_rows["key"] == "seconds_synthesizer"].drop_duplicates(
-        ["dataset", "epsilon", "repeat"])["value"].sum()
+    synth = (
+        run_rows[run_rows["key"] == "seconds_synthesizer"]
+        .drop_duplicates(["dataset", "epsilon", "repeat"])["value"]
+        .sum()
+    )
     fair = run_rows[run_rows["key"] == "seconds_fairness"]["value"].sum()
     metrics = run_rows[run_rows["key"] == "seconds_metrics"]["value"].sum()
     work = synth + fair + metrics
     return {
-        "executor": executor, "workers": workers, "units": summary.units_done,
-        "cells": summary.cells_ok + summary.cells_failed, "failed_cells": summary.cells_failed,
-        "wall_s": round(wall, 1), "units_per_s": round(summary.units_done / wall, 3),
-        "work_s": round(work, 1), "synth_s": round(synth, 1), "fairness_s": round(fair, 1),
-        "metrics_s": round(metrics, 1), "overhead_s": round(wall - work / workers, 1),
+        "executor": executor,
+        "workers": workers,
+        "units": summary.units_done,
+        "cells": summary.cells_ok + summary.cells_failed,
+        "failed_cells": summary.cells_failed,
+        "wall_s": round(wall, 1),
+        "units_per_s": round(summary.units_done / wall, 3),
+        "work_s": round(work, 1),
+        "synth_s": round(synth, 1),
+        "fairness_s": round(fair, 1),
+        "metrics_s": round(metrics, 1),
+        "overhead_s": round(wall - work / workers, 1),
     }
 
 
@@ -62,8 +72,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grid", choices=("small", "paper"), default="small")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--executors", nargs="+", default=["local", "dask"],
-                   choices=("local", "dask", "serial"))
+    p.add_argument(
+        "--executors", nargs="+", default=["local", "dask"], choices=("local", "dask", "serial")
+    )
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -76,15 +87,27 @@ def main() -> None:
             results.append(r)
             if not args.json:
                 base = results[0]["wall_s"]
-                print(f"{executor:>6} workers={workers}: {r['wall_s']:7.1f} s wall, "
-                      f"{r['units_per_s']:.2f} units/s, speed-up {base / r['wall_s']:.2f}x; "
-                      f"work {r['work_s']:.1f} s (synthesis {r['synth_s']:.1f}, fairness "
-                      f"{r['fairness_s']:.1f}, metrics {r['metrics_s']:.1f}); overhead "
-                      f"{r['overhead_s']:.1f} s; {r['units']} units, {r['cells']} cells, "
-                      f"{r['failed_cells']} failed", flush=True)
+                print(
+                    f"{executor:>6} workers={workers}: {r['wall_s']:7.1f} s wall, "
+                    f"{r['units_per_s']:.2f} units/s, speed-up {base / r['wall_s']:.2f}x; "
+                    f"work {r['work_s']:.1f} s (synthesis {r['synth_s']:.1f}, fairness "
+                    f"{r['fairness_s']:.1f}, metrics {r['metrics_s']:.1f}); overhead "
+                    f"{r['overhead_s']:.1f} s; {r['units']} units, {r['cells']} cells, "
+                    f"{r['failed_cells']} failed",
+                    flush=True,
+                )
     if args.json:
-        print(json.dumps({"grid": args.grid, "cpus": os.cpu_count(),
-                          "load_avg": os.getloadavg(), "results": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "grid": args.grid,
+                    "cpus": os.cpu_count(),
+                    "load_avg": os.getloadavg(),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -54,18 +54,19 @@ class MeanOutcomeDifference(Metric):
 
     name = "mean_outcome_difference"
 
-    def __init__(self, *, table: str = "release", weighted: bool = True,
-                 intersection: bool = True) -> None:
+    def __init__(
+        self, *, table: str = "release", weighted: bool = True, intersection: bool = True
+    ) -> None:
         if table not in _TABLES:
-            raise ConfigError(f"metric {self.name!r}: table must be one of {list(_TABLES)}, "
-                              f"got {table!r}")
+            raise ConfigError(
+                f"metric {self.name!r}: table must be one of {list(_TABLES)}, got {table!r}"
+            )
         self.table = table
         self.weighted = check_bool(weighted, "weighted", self.name)
         self.intersection = check_bool(intersection, "intersection", self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"table": self.table, "weighted": self.weighted,
-                "intersection": self.intersection}
+        return {"table": self.table, "weighted": self.weighted, "intersection": self.intersection}
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         schema = inputs.schema
@@ -81,10 +82,14 @@ class MeanOutcomeDifference(Metric):
         for g, priv in group_masks(cells, schema, self.intersection).items():
             unpriv = counts * ~priv
             values[f"mod[{g}]"] = _rate(fav, unpriv) - _rate(fav, counts * priv)
-            sizes[g] = {"privileged": float((counts * priv).sum()),
-                        "unprivileged": float(unpriv.sum())}
-        words = (f"{how} ({len(codes)} rows); P({schema.label} = {schema.favorable!r} | "
-                 "unprivileged) - P(... | privileged)")
+            sizes[g] = {
+                "privileged": float((counts * priv).sum()),
+                "unprivileged": float(unpriv.sum()),
+            }
+        words = (
+            f"{how} ({len(codes)} rows); P({schema.label} = {schema.favorable!r} | "
+            "unprivileged) - P(... | privileged)"
+        )
         return MetricResult(self.name, values, words, {"group_sizes": sizes})
 
 
@@ -109,22 +114,35 @@ class ModelFairness(Metric):
 
     name = "model_fairness"
 
-    def __init__(self, *, weighted: bool = True, model_params: Mapping[str, Any] | None = None,
-                 intersection: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        weighted: bool = True,
+        model_params: Mapping[str, Any] | None = None,
+        intersection: bool = True,
+    ) -> None:
         self.weighted = check_bool(weighted, "weighted", self.name)
         self.intersection = check_bool(intersection, "intersection", self.name)
         self.model_params = check_model_params(model_params, self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"weighted": self.weighted, "model_params": self.model_params,
-                "intersection": self.intersection}
+        return {
+            "weighted": self.weighted,
+            "model_params": self.model_params,
+            "intersection": self.intersection,
+        }
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
-        pred, words = downstream_predictions(inputs, weighted=self.weighted,
-                                             model_params=self.model_params, metric=self.name)
+        pred, words = downstream_predictions(
+            inputs, weighted=self.weighted, model_params=self.model_params, metric=self.name
+        )
         values, sizes = model_fairness_values(pred, inputs.schema, self.intersection)
-        return MetricResult(self.name, values, f"{words}; unprivileged minus privileged",
-                            {**pred.details, "group_sizes": sizes})
+        return MetricResult(
+            self.name,
+            values,
+            f"{words}; unprivileged minus privileged",
+            {**pred.details, "group_sizes": sizes},
+        )
 
 
 def model_fairness_values(

@@ -45,8 +45,9 @@ def encode_table(df: pd.DataFrame | None, schema: Schema, role: str, metric: str
     try:
         return schema.encode_array(df)
     except DataError as exc:
-        raise type(exc)(f"metric {metric!r}, {role} table: {exc}", column=exc.column,
-                        value=exc.value) from None
+        raise type(exc)(
+            f"metric {metric!r}, {role} table: {exc}", column=exc.column, value=exc.value
+        ) from None
 
 
 def release_weights(
@@ -171,16 +172,18 @@ def make_model(model_params: Mapping[str, Any] | None, metric: str, seed: int) -
     try:
         return LogisticRegression(**params)
     except TypeError as exc:
-        raise ConfigError(f"metric {metric!r}: bad model_params {dict(model_params or {})}: "
-                          f"{exc}") from None
+        raise ConfigError(
+            f"metric {metric!r}: bad model_params {dict(model_params or {})}: {exc}"
+        ) from None
 
 
 def check_model_params(model_params: Any, metric: str) -> dict[str, Any]:
     if model_params is None:
         return {}
     if not isinstance(model_params, Mapping):
-        raise ConfigError(f"metric {metric!r}: model_params must be a mapping, got "
-                          f"{model_params!r}")
+        raise ConfigError(
+            f"metric {metric!r}: model_params must be a mapping, got {model_params!r}"
+        )
     make_model(model_params, metric, 0)
     return dict(model_params)
 
@@ -221,8 +224,11 @@ class Predictions:
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-row (y_true, y_pred, y_score), expanded from the cells (tests, plots)."""
         reps = self.counts.astype(np.int64)
-        return (np.repeat(self.y_true, reps), np.repeat(self.y_pred, reps),
-                np.repeat(self.y_score, reps))
+        return (
+            np.repeat(self.y_true, reps),
+            np.repeat(self.y_pred, reps),
+            np.repeat(self.y_score, reps),
+        )
 
 
 def downstream_predictions(
@@ -267,12 +273,18 @@ def downstream_predictions(
         y_true=favorable(tcells, schema),
         y_pred=model.predict(x_test).astype(np.int64),
         y_score=model.predict_proba(x_test)[:, pos],
-        details={"model": "LogisticRegression", "model_params": dict(model_params),
-                 "converged": converged, "features": features,
-                 "positive_class": f"{schema.label} = {schema.favorable!r} (favourable)"},
+        details={
+            "model": "LogisticRegression",
+            "model_params": dict(model_params),
+            "converged": converged,
+            "features": features,
+            "positive_class": f"{schema.label} = {schema.favorable!r} (favourable)",
+        },
     )
-    words = (f"LogisticRegression trained on the {how}, evaluated on the real test table "
-             f"({int(tcounts.sum())} rows); positive class = favourable label")
+    words = (
+        f"LogisticRegression trained on the {how}, evaluated on the real test table "
+        f"({int(tcounts.sum())} rows); positive class = favourable label"
+    )
     return pred, words
 
 
@@ -342,19 +354,28 @@ class ModelUtility(Metric):
 
     name = "model_utility"
 
-    def __init__(self, *, weighted: bool = True, model_params: Mapping[str, Any] | None = None,
-                 intersection: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        weighted: bool = True,
+        model_params: Mapping[str, Any] | None = None,
+        intersection: bool = True,
+    ) -> None:
         self.weighted = check_bool(weighted, "weighted", self.name)
         self.intersection = check_bool(intersection, "intersection", self.name)
         self.model_params = check_model_params(model_params, self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"weighted": self.weighted, "model_params": self.model_params,
-                "intersection": self.intersection}
+        return {
+            "weighted": self.weighted,
+            "model_params": self.model_params,
+            "intersection": self.intersection,
+        }
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
-        pred, words = downstream_predictions(inputs, weighted=self.weighted,
-                                             model_params=self.model_params, metric=self.name)
+        pred, words = downstream_predictions(
+            inputs, weighted=self.weighted, model_params=self.model_params, metric=self.name
+        )
         values, sizes = model_utility_values(pred, inputs.schema, self.intersection)
         return MetricResult(self.name, values, words, {**pred.details, "group_sizes": sizes})
 
@@ -371,8 +392,9 @@ def model_utility_values(
         masks += [priv, ~priv]
     stacked = np.stack(masks)
     r = rates(confusion(pred, stacked))
-    r["roc_auc"] = np.array([weighted_auc(pred.y_true, pred.y_score, pred.counts * m)
-                             for m in stacked])
+    r["roc_auc"] = np.array(
+        [weighted_auc(pred.y_true, pred.y_score, pred.counts * m) for m in stacked]
+    )
     values: dict[str, float] = {}
     for score in UTILITY_SCORES:
         values[score] = float(r[score][0])
@@ -411,15 +433,23 @@ class PropensityKS(Metric):
 
     name = "propensity_ks"
 
-    def __init__(self, *, reference: str = "train", weighted: bool = True,
-                 model_params: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        reference: str = "train",
+        weighted: bool = True,
+        model_params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.reference = check_reference(reference, self.name)
         self.weighted = check_bool(weighted, "weighted", self.name)
         self.model_params = check_model_params(model_params, self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"reference": self.reference, "weighted": self.weighted,
-                "model_params": self.model_params}
+        return {
+            "reference": self.reference,
+            "weighted": self.weighted,
+            "model_params": self.model_params,
+        }
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         from scipy.stats import ks_2samp
@@ -442,26 +472,38 @@ class PropensityKS(Metric):
         x = design_matrix(cells, schema, schema.names)
         converged = fit_weighted(model, x, y, counts, self.name)
         score = model.predict_proba(x)[:, int(np.flatnonzero(model.classes_ == 1)[0])]
-        sr, ss = score[: len(rcells)], score[len(rcells):]
+        sr, ss = score[: len(rcells)], score[len(rcells) :]
         if w is None:
-            res = ks_2samp(np.repeat(sr, rcounts.astype(np.int64)),
-                           np.repeat(ss, scounts.astype(np.int64)))
+            res = ks_2samp(
+                np.repeat(sr, rcounts.astype(np.int64)), np.repeat(ss, scounts.astype(np.int64))
+            )
             ks, pvalue = float(res.statistic), float(res.pvalue)
         else:
             ks, pvalue = weighted_ks(sr, rcounts, ss, scounts), math.nan
-        words = (f"logistic-regression propensity scores of the real {self.reference} table "
-                 f"({len(real)} rows) pooled with the {how} ({len(rel)} rows), fitted and "
-                 "scored in-sample; KS between the two score distributions")
-        return MetricResult(self.name, {"ks": ks, "ks_pvalue": pvalue}, words,
-                            {"converged": converged, "model_params": self.model_params})
+        words = (
+            f"logistic-regression propensity scores of the real {self.reference} table "
+            f"({len(real)} rows) pooled with the {how} ({len(rel)} rows), fitted and "
+            "scored in-sample; KS between the two score distributions"
+        )
+        return MetricResult(
+            self.name,
+            {"ks": ks, "ks_pvalue": pvalue},
+            words,
+            {"converged": converged, "model_params": self.model_params},
+        )
 
 
 # -- marginals --------------------------------------------------------------------------------
 
 
 def marginal_tvds(
-    ref: np.ndarray, ref_w: np.ndarray | None, rel: np.ndarray, rel_w: np.ndarray | None,
-    sizes: Sequence[int], cliques: Sequence[Sequence[int]], paper_compatible: bool = False,
+    ref: np.ndarray,
+    ref_w: np.ndarray | None,
+    rel: np.ndarray,
+    rel_w: np.ndarray | None,
+    sizes: Sequence[int],
+    cliques: Sequence[Sequence[int]],
+    paper_compatible: bool = False,
 ) -> np.ndarray:
     """Total-variation distance between the normalised marginals of two tables, per clique.
 
@@ -475,9 +517,10 @@ def marginal_tvds(
         b = mixed_radix(rel[:, clique], csizes)
         cells = math.prod(csizes)
         if a is None or b is None or cells > DENSE_CELLS:  # count occupied cells only
-            both = np.unique(np.vstack([ref[:, clique], rel[:, clique]]), axis=0,
-                             return_inverse=True)[1].reshape(-1)
-            a, b, cells = both[: len(ref)], both[len(ref):], int(both.max()) + 1
+            both = np.unique(
+                np.vstack([ref[:, clique], rel[:, clique]]), axis=0, return_inverse=True
+            )[1].reshape(-1)
+            a, b, cells = both[: len(ref)], both[len(ref) :], int(both.max()) + 1
         p = np.bincount(a, weights=ref_w, minlength=cells)
         q = np.bincount(b, weights=rel_w, minlength=cells)
         diff = np.abs(p / p.sum() - q / q.sum())
@@ -493,8 +536,9 @@ def _check_orders(orders: Any, metric: str) -> tuple[int, ...]:
     try:
         out = tuple(sorted({int(o) for o in orders}))
     except (TypeError, ValueError):
-        raise ConfigError(f"metric {metric!r}: orders must be positive integers, got "
-                          f"{orders!r}") from None
+        raise ConfigError(
+            f"metric {metric!r}: orders must be positive integers, got {orders!r}"
+        ) from None
     if not out or out[0] < 1 or any(int(o) != o for o in orders):
         raise ConfigError(f"metric {metric!r}: orders must be positive integers, got {orders!r}")
     return out
@@ -518,16 +562,26 @@ class MarginalTVD(Metric):
 
     name = "tvd"
 
-    def __init__(self, *, orders: Sequence[int] = (1, 2, 3), paper_compatible: bool = False,
-                 reference: str = "train", weighted: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        orders: Sequence[int] = (1, 2, 3),
+        paper_compatible: bool = False,
+        reference: str = "train",
+        weighted: bool = True,
+    ) -> None:
         self.orders = _check_orders(orders, self.name)
         self.paper_compatible = check_bool(paper_compatible, "paper_compatible", self.name)
         self.reference = check_reference(reference, self.name)
         self.weighted = check_bool(weighted, "weighted", self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"orders": list(self.orders), "paper_compatible": self.paper_compatible,
-                "reference": self.reference, "weighted": self.weighted}
+        return {
+            "orders": list(self.orders),
+            "paper_compatible": self.paper_compatible,
+            "reference": self.reference,
+            "weighted": self.weighted,
+        }
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         schema = inputs.schema
@@ -544,13 +598,22 @@ class MarginalTVD(Metric):
             cliques = list(itertools.combinations(range(d), k))
             tv = marginal_tvds(real, None, rel, w, sizes, cliques, self.paper_compatible)
             values[f"tvd_{k}way"] = float(tv.mean())
-            per.update({"+".join(schema.names[j] for j in c): float(t)
-                        for c, t in zip(cliques, tv, strict=True)})
-        rule = ("PAPER-COMPATIBLE: cells absent from either table are skipped, as in the SAFES "
-                "code; this under-states the distance" if self.paper_compatible
-                else "every cell of each marginal's declared domain counts")
-        words = (f"{how} vs the real {self.reference} table; mean TVD over all k-way marginals "
-                 f"for k in {list(self.orders)}; {rule}")
+            per.update(
+                {
+                    "+".join(schema.names[j] for j in c): float(t)
+                    for c, t in zip(cliques, tv, strict=True)
+                }
+            )
+        rule = (
+            "PAPER-COMPATIBLE: cells absent from either table are skipped, as in the SAFES "
+            "code; this under-states the distance"
+            if self.paper_compatible
+            else "every cell of each marginal's declared domain counts"
+        )
+        words = (
+            f"{how} vs the real {self.reference} table; mean TVD over all k-way marginals "
+            f"for k in {list(self.orders)}; {rule}"
+        )
         return MetricResult(self.name, values, words, {"per_marginal": per})
 
 
@@ -569,18 +632,31 @@ class WorkloadError(Metric):
 
     name = "workload_error"
 
-    def __init__(self, *, workload: Sequence[Sequence[str]] | None = None, ways: int = 3,
-                 reference: str = "train", weighted: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        workload: Sequence[Sequence[str]] | None = None,
+        ways: int = 3,
+        reference: str = "train",
+        weighted: bool = True,
+    ) -> None:
         if isinstance(ways, bool) or not isinstance(ways, (int, np.integer)) or ways < 1:
-            raise ConfigError(f"metric {self.name!r}: ways must be a positive integer, got "
-                              f"{ways!r}")
+            raise ConfigError(
+                f"metric {self.name!r}: ways must be a positive integer, got {ways!r}"
+            )
         if workload is not None:
-            if isinstance(workload, str) or not all(
-                not isinstance(m, str) and len(m) > 0 and all(isinstance(c, str) for c in m)
-                for m in workload
-            ) or len(workload) == 0:
-                raise ConfigError(f"metric {self.name!r}: workload must be a non-empty list of "
-                                  f"lists of column names, got {workload!r}")
+            if (
+                isinstance(workload, str)
+                or not all(
+                    not isinstance(m, str) and len(m) > 0 and all(isinstance(c, str) for c in m)
+                    for m in workload
+                )
+                or len(workload) == 0
+            ):
+                raise ConfigError(
+                    f"metric {self.name!r}: workload must be a non-empty list of "
+                    f"lists of column names, got {workload!r}"
+                )
             workload = [tuple(m) for m in workload]
         self.workload = workload
         self.ways = int(ways)
@@ -588,8 +664,12 @@ class WorkloadError(Metric):
         self.weighted = check_bool(weighted, "weighted", self.name)
 
     def params(self) -> dict[str, Any]:
-        return {"workload": None if self.workload is None else [list(m) for m in self.workload],
-                "ways": self.ways, "reference": self.reference, "weighted": self.weighted}
+        return {
+            "workload": None if self.workload is None else [list(m) for m in self.workload],
+            "ways": self.ways,
+            "reference": self.reference,
+            "weighted": self.weighted,
+        }
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         schema = inputs.schema
@@ -602,16 +682,23 @@ class WorkloadError(Metric):
             for m in self.workload:
                 for c in m:
                     if c not in index:
-                        raise ConfigError(f"metric {self.name!r}: workload column {c!r} is not "
-                                          f"in the schema {list(schema.names)}")
+                        raise ConfigError(
+                            f"metric {self.name!r}: workload column {c!r} is not "
+                            f"in the schema {list(schema.names)}"
+                        )
             cliques = [tuple(index[c] for c in m) for m in self.workload]
             what = f"{len(cliques)} given marginals"
         real = encode_table(getattr(inputs, self.reference), schema, self.reference, self.name)
         rel = encode_table(inputs.release, schema, "release", self.name)
         w, how = release_weights(inputs, self.weighted, self.name)
         l1 = 2.0 * marginal_tvds(real, None, rel, w, list(schema.sizes.values()), cliques)
-        words = (f"{how} vs the real {self.reference} table; workload = {what}; L1 distance of "
-                 "normalised marginals on the full declared domain")
-        return MetricResult(self.name, {"l1": float(l1.mean()), "tvd": float(l1.mean() / 2),
-                                        "max_l1": float(l1.max())}, words,
-                            {"workload": [[schema.names[j] for j in c] for c in cliques]})
+        words = (
+            f"{how} vs the real {self.reference} table; workload = {what}; L1 distance of "
+            "normalised marginals on the full declared domain"
+        )
+        return MetricResult(
+            self.name,
+            {"l1": float(l1.mean()), "tvd": float(l1.mean() / 2), "max_l1": float(l1.max())},
+            words,
+            {"workload": [[schema.names[j] for j in c] for c in cliques]},
+        )

@@ -24,15 +24,22 @@ from safes_framework.evaluation import (
     unit_seed,
 )
 
-FAST = Protocol(synthesizer="fast-independent", fairness="flip-labels",
-                metrics=(MetricSpec("model_utility", "model_utility"),
-                         MetricSpec("mod", "mean_outcome_difference")))
+FAST = Protocol(
+    synthesizer="fast-independent",
+    fairness="flip-labels",
+    metrics=(
+        MetricSpec("model_utility", "model_utility"),
+        MetricSpec("mod", "mean_outcome_difference"),
+    ),
+)
 
 
-def _unit(epsilon: float | None, settings: tuple[Setting, ...], repeat: int = 0,
-          protocol: Protocol = FAST) -> Unit:
-    return Unit("compas", epsilon, repeat, unit_seed(7, "compas", epsilon, repeat), settings,
-                protocol)
+def _unit(
+    epsilon: float | None, settings: tuple[Setting, ...], repeat: int = 0, protocol: Protocol = FAST
+) -> Unit:
+    return Unit(
+        "compas", epsilon, repeat, unit_seed(7, "compas", epsilon, repeat), settings, protocol
+    )
 
 
 def test_paper_grid_constants() -> None:
@@ -42,9 +49,16 @@ def test_paper_grid_constants() -> None:
     assert Protocol().delta == 1e-9
 
 
-@pytest.mark.parametrize("kind,eps,eta", [("dp", None, None), ("original", 1.0, None),
-                                          ("original", None, 0.1), ("safes", None, 0.1),
-                                          ("nope", None, None)])
+@pytest.mark.parametrize(
+    "kind,eps,eta",
+    [
+        ("dp", None, None),
+        ("original", 1.0, None),
+        ("original", None, 0.1),
+        ("safes", None, 0.1),
+        ("nope", None, None),
+    ],
+)
 def test_inconsistent_settings_raise(kind: str, eps: float | None, eta: float | None) -> None:
     with pytest.raises(ConfigError):
         Setting(kind, eps, eta)
@@ -59,18 +73,32 @@ def test_setting_labels() -> None:
 def test_seeds_depend_only_on_the_sweep_seed_and_coordinates() -> None:
     a = unit_seed(1, "adult", 0.1, 3)
     assert a == unit_seed(1, "adult", 0.1, 3)
-    others = {unit_seed(2, "adult", 0.1, 3), unit_seed(1, "compas", 0.1, 3),
-              unit_seed(1, "adult", 1.0, 3), unit_seed(1, "adult", 0.1, 4),
-              unit_seed(1, "adult", None, 3)}
+    others = {
+        unit_seed(2, "adult", 0.1, 3),
+        unit_seed(1, "compas", 0.1, 3),
+        unit_seed(1, "adult", 1.0, 3),
+        unit_seed(1, "adult", 0.1, 4),
+        unit_seed(1, "adult", None, 3),
+    }
     assert a not in others and len(others) == 5
     assert 0 <= a < 2**63
     assert derive_seed(a, "fairness", "x") != derive_seed(a, "fairness", "y")
 
 
 def test_original_repeat_reproduces_the_papers_original_row() -> None:
-    rows = run_unit(_unit(None, (Setting("original"),), protocol=Protocol(
-        fairness=None, metrics=(MetricSpec("model_utility", "model_utility"),
-                                MetricSpec("model_fairness", "model_fairness")))))
+    rows = run_unit(
+        _unit(
+            None,
+            (Setting("original"),),
+            protocol=Protocol(
+                fairness=None,
+                metrics=(
+                    MetricSpec("model_utility", "model_utility"),
+                    MetricSpec("model_fairness", "model_fairness"),
+                ),
+            ),
+        )
+    )
     df = pd.DataFrame(rows)
     assert list(df.columns) == list(ROW_COLUMNS)
     value = df.set_index(["metric", "key"])["value"]
@@ -85,9 +113,19 @@ def test_original_repeat_reproduces_the_papers_original_row() -> None:
 def test_original_metrics_equal_metrics_on_the_real_split() -> None:
     train, test, schema = split("compas")
     direct = sf.metric("mean_outcome_difference").compute(
-        MetricInputs(release=train, schema=schema, train=train, test=test))
-    rows = pd.DataFrame(run_unit(_unit(None, (Setting("original"),), protocol=Protocol(
-        fairness=None, metrics=(MetricSpec("mod", "mean_outcome_difference"),)))))
+        MetricInputs(release=train, schema=schema, train=train, test=test)
+    )
+    rows = pd.DataFrame(
+        run_unit(
+            _unit(
+                None,
+                (Setting("original"),),
+                protocol=Protocol(
+                    fairness=None, metrics=(MetricSpec("mod", "mean_outcome_difference"),)
+                ),
+            )
+        )
+    )
     got = rows[rows["metric"] == "mod"].set_index("key")["value"].to_dict()
     assert got == pytest.approx(dict(direct.values))
 
@@ -136,9 +174,11 @@ def test_failed_synthesis_fails_every_setting_of_the_repeat(fast_plugins: None) 
 
 
 def test_failed_metric_is_recorded_and_the_others_still_run(fast_plugins: None) -> None:
-    proto = Protocol(synthesizer="fast-independent", fairness=None,
-                     metrics=(MetricSpec("broken", "broken"),
-                              MetricSpec("mod", "mean_outcome_difference")))
+    proto = Protocol(
+        synthesizer="fast-independent",
+        fairness=None,
+        metrics=(MetricSpec("broken", "broken"), MetricSpec("mod", "mean_outcome_difference")),
+    )
     df = pd.DataFrame(run_unit(_unit(1.0, (Setting("dp", 1.0),), protocol=proto)))
     bad = df[df["status"] == "failed"]
     assert bad[["metric", "key"]].values.tolist() == [["broken", "*"]]
@@ -147,8 +187,7 @@ def test_failed_metric_is_recorded_and_the_others_still_run(fast_plugins: None) 
 
 
 def test_cell_keys_are_stable() -> None:
-    assert cell_key("adult", Setting("safes", 0.1, 0.025), 3) == \
-        "adult|safes|eps=0.1|eta=0.025|r=3"
+    assert cell_key("adult", Setting("safes", 0.1, 0.025), 3) == "adult|safes|eps=0.1|eta=0.025|r=3"
 
 
 def test_protocol_check_names_what_is_installed(fast_plugins: None) -> None:
@@ -159,6 +198,7 @@ def test_protocol_check_names_what_is_installed(fast_plugins: None) -> None:
     with pytest.raises(ConfigError, match="accepted parameters"):
         Protocol(synthesizer="mst", synthesizer_params={"bogus": 1}, fairness=None).check()
     with pytest.raises(ConfigError, match="tvd"):
-        Protocol(synthesizer="mst", fairness=None,
-                 metrics=(MetricSpec("t", "tvd", {"orders": [0]}),)).check()
+        Protocol(
+            synthesizer="mst", fairness=None, metrics=(MetricSpec("t", "tvd", {"orders": [0]}),)
+        ).check()
     Protocol(synthesizer="fast-independent", fairness="flip-labels").check([0.1])

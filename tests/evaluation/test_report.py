@@ -20,27 +20,46 @@ def _rows() -> pd.DataFrame:
     """Hand-made results: Original, Fair(0.1), DP and SAFES at two epsilons, 3 repeats."""
     rng = np.random.default_rng(0)
     settings = [Setting("original"), Setting("fair", None, 0.1)]
-    settings += [Setting(k, e, t) for e in (0.1, 1.0)
-                 for k, t in (("dp", None), ("safes", 0.1))]
+    settings += [Setting(k, e, t) for e in (0.1, 1.0) for k, t in (("dp", None), ("safes", 0.1))]
     rows = []
     for s in settings:
         for r in range(1 if s.kind == "original" else 3):
             cell = cell_key("toy", s, r)
-            common = {"cell": cell, "dataset": "toy", "setting": s.kind,
-                      "epsilon": s.epsilon if s.epsilon else math.nan,
-                      "log10_epsilon": math.log10(s.epsilon) if s.epsilon else math.nan,
-                      "eta": s.eta if s.eta else math.nan, "repeat": r, "seed": r,
-                      "synthesizer": "x", "fairness": "", "reason": "", "measured_on": "m"}
+            common = {
+                "cell": cell,
+                "dataset": "toy",
+                "setting": s.kind,
+                "epsilon": s.epsilon if s.epsilon else math.nan,
+                "log10_epsilon": math.log10(s.epsilon) if s.epsilon else math.nan,
+                "eta": s.eta if s.eta else math.nan,
+                "repeat": r,
+                "seed": r,
+                "synthesizer": "x",
+                "fairness": "",
+                "reason": "",
+                "measured_on": "m",
+            }
             if s.kind == "safes" and s.epsilon == 0.1 and r == 2:
-                rows.append({**common, "metric": "*", "key": "*", "value": math.nan,
-                             "status": "failed", "reason": "fairness: InfeasibleError: eta"})
+                rows.append(
+                    {
+                        **common,
+                        "metric": "*",
+                        "key": "*",
+                        "value": math.nan,
+                        "status": "failed",
+                        "reason": "fairness: InfeasibleError: eta",
+                    }
+                )
                 continue
             acc = 0.8 - (0.05 if s.epsilon == 0.1 else 0) + rng.normal(0, 0.01)
-            for metric, key, value in (("model_utility", "accuracy", acc),
-                                       ("model_fairness", "spd[sex]", -0.2 + 0.1 * (s.fair)),
-                                       ("model_fairness", "spd[race]", -0.1)):
-                rows.append({**common, "metric": metric, "key": key, "value": value,
-                             "status": "ok"})
+            for metric, key, value in (
+                ("model_utility", "accuracy", acc),
+                ("model_fairness", "spd[sex]", -0.2 + 0.1 * (s.fair)),
+                ("model_fairness", "spd[race]", -0.1),
+            ):
+                rows.append(
+                    {**common, "metric": metric, "key": key, "value": value, "status": "ok"}
+                )
     df = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
     df["cell_rows"] = df.groupby("cell")["cell"].transform("size")
     return df
@@ -83,8 +102,9 @@ def test_write_report_draws_a_panel_per_dataset(tmp_path: Path) -> None:
     assert "figures/toy_panel.png" in (tmp_path / "report.md").read_text()
 
 
-def test_missing_matplotlib_gives_a_clear_error(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_matplotlib_gives_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_import = builtins.__import__
 
     def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
@@ -101,8 +121,7 @@ def test_safes_report_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     results = tmp_path / "sweep"
     results.mkdir()
     _rows().to_csv(results / "results.csv", index=False)
-    assert main(["report", str(results), "--no-figures",
-                 "--values", "model_utility:accuracy"]) == 0
+    assert main(["report", str(results), "--no-figures", "--values", "model_utility:accuracy"]) == 0
     md = (results / "report" / "report.md").read_text()
     assert "accuracy" in md and "spd[sex]" not in md
     assert "wrote" in capsys.readouterr().out

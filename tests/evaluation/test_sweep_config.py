@@ -62,9 +62,11 @@ def test_toml_config_is_read_and_round_trips(tmp_path: Path) -> None:
     p = config.protocol
     assert (p.synthesizer, dict(p.synthesizer_params)) == ("mst", {"iters": 500})
     assert p.fairness == "tot" and p.delta == 1e-8
-    assert p.metrics == (MetricSpec("model_utility", "model_utility"),
-                         MetricSpec("tvd", "tvd"),
-                         MetricSpec("tvd_paper", "tvd", {"paper_compatible": True}))
+    assert p.metrics == (
+        MetricSpec("model_utility", "model_utility"),
+        MetricSpec("tvd", "tvd"),
+        MetricSpec("tvd_paper", "tvd", {"paper_compatible": True}),
+    )
     assert SweepConfig.from_dict(config.to_dict()) == config
     # 3 columns (no DP, 0.1, 1) x 3 settings x 3 repeats, Original once
     assert config.cells() == 3 * 3 * 3 - 2
@@ -83,28 +85,39 @@ def test_units_leave_out_done_cells_and_keep_their_seeds(tmp_path: Path) -> None
     assert all(seeds[(u.epsilon, u.repeat)] == u.seed for u in units)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("[sweep]\nrepeat = 3\n", "unknown key 'repeat' in \\[sweep\\]"),
-    ("[sweep]\nepsilons = [1]\nlog10_epsilons = [0]\n", "not both"),
-    ("[sweep]\ndatasets = ['mnist']\n", "unknown dataset 'mnist'.*adult"),
-    ("[sweep]\nepsilons = [0, 1]\n", "positive"),
-    ("[sweep]\nrepeats = 'many'\n", "integer"),
-    ("[sweep]\ndatasets = ['adult-full']\n", "no etas for dataset 'adult-full'"),
-    ("[metrics]\nuse = ['tvd']\n[metrics.ks]\nmetric = 'propensity_ks'\n", "not listed"),
-    ("[bogus]\nx = 1\n", "unknown key 'bogus' at the top level"),
-    ("[sweep\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("[sweep]\nrepeat = 3\n", "unknown key 'repeat' in \\[sweep\\]"),
+        ("[sweep]\nepsilons = [1]\nlog10_epsilons = [0]\n", "not both"),
+        ("[sweep]\ndatasets = ['mnist']\n", "unknown dataset 'mnist'.*adult"),
+        ("[sweep]\nepsilons = [0, 1]\n", "positive"),
+        ("[sweep]\nrepeats = 'many'\n", "integer"),
+        ("[sweep]\ndatasets = ['adult-full']\n", "no etas for dataset 'adult-full'"),
+        ("[metrics]\nuse = ['tvd']\n[metrics.ks]\nmetric = 'propensity_ks'\n", "not listed"),
+        ("[bogus]\nx = 1\n", "unknown key 'bogus' at the top level"),
+        ("[sweep\n", "not valid TOML"),
+    ],
+)
 def test_bad_configs_raise_clear_errors(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         SweepConfig.from_toml(_write(tmp_path, text))
 
 
 def test_fairness_none_and_transformers_without_a_bound() -> None:
-    none = SweepConfig.from_dict({"sweep": {"datasets": ["compas"], "epsilons": [1.0],
-                                            "repeats": 2}, "fairness": {"name": "none"}})
+    none = SweepConfig.from_dict(
+        {
+            "sweep": {"datasets": ["compas"], "epsilons": [1.0], "repeats": 2},
+            "fairness": {"name": "none"},
+        }
+    )
     assert [s.kind for _, ss in none.columns("compas") for s in ss] == ["original", "dp"]
-    rew = SweepConfig.from_dict({"sweep": {"datasets": ["compas"], "epsilons": [1.0]},
-                                 "fairness": {"name": "reweighing", "eta_param": "none"}})
+    rew = SweepConfig.from_dict(
+        {
+            "sweep": {"datasets": ["compas"], "epsilons": [1.0]},
+            "fairness": {"name": "reweighing", "eta_param": "none"},
+        }
+    )
     labels = [s.label for _, ss in rew.columns("compas") for s in ss]
     assert labels == ["Original", "Fair", "DP(eps=1)", "SAFES(eps=1)"]
 
@@ -112,8 +125,23 @@ def test_fairness_none_and_transformers_without_a_bound() -> None:
 def test_command_line_overrides_the_config(tmp_path: Path) -> None:
     path = _write(tmp_path, EXAMPLE)
     args = build_parser().parse_args(
-        ["sweep", str(path), "--out", "x", "--epsilons", "0.5", "--repeats", "2",
-         "--synthesizer", "aim", "--etas", "0.2", "--metrics", "tvd_paper,model_fairness"])
+        [
+            "sweep",
+            str(path),
+            "--out",
+            "x",
+            "--epsilons",
+            "0.5",
+            "--repeats",
+            "2",
+            "--synthesizer",
+            "aim",
+            "--etas",
+            "0.2",
+            "--metrics",
+            "tvd_paper,model_fairness",
+        ]
+    )
     config = config_from_args(args)
     assert config.epsilons == (0.5,) and config.repeats == 2 and config.seed == 11
     assert config.protocol.synthesizer == "aim"
@@ -130,16 +158,18 @@ def test_safes_validate_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cells (dataset x setting x repeat): 25" in out and "config OK" in out
 
 
-def test_safes_validate_rejects_a_missing_plugin(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_safes_validate_rejects_a_missing_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path = _write(tmp_path, EXAMPLE.replace('name = "mst"', 'name = "nosuch"'))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "synthesizer 'nosuch' is not installed" in err and "mst" in err
 
 
-def test_safes_validate_rejects_bad_metric_params(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_safes_validate_rejects_bad_metric_params(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path = _write(tmp_path, EXAMPLE.replace("paper_compatible = true", "paper_compatible = 3"))
     assert main(["validate", str(path)]) == 2
     assert "paper_compatible" in capsys.readouterr().err

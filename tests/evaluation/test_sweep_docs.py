@@ -11,8 +11,9 @@ import safes_framework as sf
 from safes_framework.cli import build_parser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-BUILTIN_METRICS = [e.name for e in sf.get_plugin_manager().metrics
-                   if e.plugin == "safes_plugins.metrics"]
+BUILTIN_METRICS = [
+    e.name for e in sf.get_plugin_manager().metrics if e.plugin == "safes_plugins.metrics"
+]
 
 
 @pytest.mark.parametrize("name", BUILTIN_METRICS)
@@ -21,9 +22,24 @@ def test_every_builtin_metric_has_a_section(name: str) -> None:
     assert re.search(rf"^## `{name}`", text, re.M), f"{name} missing from docs/metrics.md"
 
 
-@pytest.mark.parametrize("key", ["datasets", "log10_epsilons", "no_dp", "no_fairness",
-                                 "repeats", "original_repeats", "seed", "delta", "eta_param",
-                                 "use", "metric", "test_size", "random_state"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "datasets",
+        "log10_epsilons",
+        "no_dp",
+        "no_fairness",
+        "repeats",
+        "original_repeats",
+        "seed",
+        "delta",
+        "eta_param",
+        "use",
+        "metric",
+        "test_size",
+        "random_state",
+    ],
+)
 def test_every_config_key_is_in_the_sweep_docs(key: str) -> None:
     assert re.search(rf"^{key} = ", (DOCS / "sweeps.md").read_text(), re.M), key
 

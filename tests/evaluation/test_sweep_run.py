@@ -11,14 +11,25 @@ from safes_framework.errors import ConfigError
 from safes_framework.evaluation import MetricSpec, Protocol
 from safes_framework.sweep import ResultStore, SweepConfig, read_results, run_sweep
 
-FAST = Protocol(synthesizer="fast-independent", fairness="flip-labels",
-                metrics=(MetricSpec("mod", "mean_outcome_difference"),
-                         MetricSpec("tvd", "tvd", {"orders": [1, 2]})))
+FAST = Protocol(
+    synthesizer="fast-independent",
+    fairness="flip-labels",
+    metrics=(
+        MetricSpec("mod", "mean_outcome_difference"),
+        MetricSpec("tvd", "tvd", {"orders": [1, 2]}),
+    ),
+)
 
 
 def _config(**kw: object) -> SweepConfig:
-    base = dict(datasets=("compas",), epsilons=(0.5, 2.0), etas={"compas": (0.001, 0.1)},
-                repeats=2, seed=3, protocol=FAST)
+    base = dict(
+        datasets=("compas",),
+        epsilons=(0.5, 2.0),
+        etas={"compas": (0.001, 0.1)},
+        repeats=2,
+        seed=3,
+        protocol=FAST,
+    )
     base.update(kw)
     return SweepConfig(**base)  # type: ignore[arg-type]
 
@@ -81,9 +92,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(
     pd.testing.assert_series_equal(_values(read_results(part)), _values(read_results(whole)))
 
 
-def test_a_torn_write_and_incomplete_cells_are_repaired(
-    fast_plugins: None, tmp_path: Path
-) -> None:
+def test_a_torn_write_and_incomplete_cells_are_repaired(fast_plugins: None, tmp_path: Path) -> None:
     run_sweep(_config(), tmp_path, executor="serial")
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
@@ -103,8 +112,11 @@ def test_resuming_with_another_protocol_is_refused(fast_plugins: None, tmp_path:
     other = _config(seed=4)
     with pytest.raises(ConfigError, match="different sweep.*seed"):
         run_sweep(other, tmp_path, executor="serial")
-    proto = Protocol(synthesizer="fast-independent", fairness="flip-labels",
-                     metrics=(MetricSpec("mod", "mean_outcome_difference"),))
+    proto = Protocol(
+        synthesizer="fast-independent",
+        fairness="flip-labels",
+        metrics=(MetricSpec("mod", "mean_outcome_difference"),),
+    )
     with pytest.raises(ConfigError, match="metrics"):
         run_sweep(_config(protocol=proto), tmp_path, executor="serial")
     fresh = run_sweep(other, tmp_path, executor="serial", fresh=True)
@@ -125,9 +137,18 @@ def test_parquet_results(fast_plugins: None, tmp_path: Path) -> None:
 # runs in worker processes (the stand-in plugins above exist in this process only).
 
 ORIGINAL_ONLY = SweepConfig(
-    datasets=("compas",), epsilons=(), repeats=1, original_repeats=3, seed=5,
-    protocol=Protocol(fairness=None, metrics=(MetricSpec("model_utility", "model_utility"),
-                                              MetricSpec("mod", "mean_outcome_difference"))),
+    datasets=("compas",),
+    epsilons=(),
+    repeats=1,
+    original_repeats=3,
+    seed=5,
+    protocol=Protocol(
+        fairness=None,
+        metrics=(
+            MetricSpec("model_utility", "model_utility"),
+            MetricSpec("mod", "mean_outcome_difference"),
+        ),
+    ),
 )
 
 
@@ -136,8 +157,9 @@ def test_local_process_pool_gives_the_serial_results(tmp_path: Path) -> None:
     run_sweep(ORIGINAL_ONLY, tmp_path / "serial", executor="serial")
     summary = run_sweep(ORIGINAL_ONLY, tmp_path / "local", executor="local", workers=2)
     assert summary.units_done == 3 and summary.units_lost == 0
-    pd.testing.assert_series_equal(_values(read_results(tmp_path / "local")),
-                                   _values(read_results(tmp_path / "serial")))
+    pd.testing.assert_series_equal(
+        _values(read_results(tmp_path / "local")), _values(read_results(tmp_path / "serial"))
+    )
 
 
 @pytest.mark.slow
@@ -146,8 +168,9 @@ def test_dask_local_cluster_gives_the_serial_results(tmp_path: Path) -> None:
     run_sweep(ORIGINAL_ONLY, tmp_path / "serial", executor="serial")
     summary = run_sweep(ORIGINAL_ONLY, tmp_path / "dask", executor="dask", workers=2)
     assert summary.units_done == 3 and summary.units_lost == 0
-    pd.testing.assert_series_equal(_values(read_results(tmp_path / "dask")),
-                                   _values(read_results(tmp_path / "serial")))
+    pd.testing.assert_series_equal(
+        _values(read_results(tmp_path / "dask")), _values(read_results(tmp_path / "serial"))
+    )
 
 
 def test_unknown_executor_is_refused(tmp_path: Path) -> None:

@@ -54,9 +54,15 @@ def test_model_fairness_matches_fairlearn_on_the_same_predictions(
     for group, priv in _privileged(rows).items():
         y, yhat = rows["y_true"], rows["y_pred"]
         frame = MetricFrame(
-            metrics={"sr": selection_rate, "tpr": true_positive_rate,
-                     "fpr": false_positive_rate, "fnr": false_negative_rate},
-            y_true=y, y_pred=yhat, sensitive_features=priv,
+            metrics={
+                "sr": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+                "fnr": false_negative_rate,
+            },
+            y_true=y,
+            y_pred=yhat,
+            sensitive_features=priv,
         ).by_group
         u, p = frame.loc[False], frame.loc[True]
         v = result.values
@@ -64,17 +70,22 @@ def test_model_fairness_matches_fairlearn_on_the_same_predictions(
         assert v[f"eod[{group}]"] == pytest.approx(u["tpr"] - p["tpr"], abs=1e-12)
         assert v[f"fnrd[{group}]"] == pytest.approx(u["fnr"] - p["fnr"], abs=1e-12)
         assert v[f"aod[{group}]"] == pytest.approx(
-            0.5 * ((u["fpr"] - p["fpr"]) + (u["tpr"] - p["tpr"])), abs=1e-12)
+            0.5 * ((u["fpr"] - p["fpr"]) + (u["tpr"] - p["tpr"])), abs=1e-12
+        )
         assert v[f"di[{group}]"] == pytest.approx(u["sr"] / p["sr"], abs=1e-12)
         # fairlearn's own (unsigned) aggregates
         assert abs(v[f"spd[{group}]"]) == pytest.approx(
-            demographic_parity_difference(y, yhat, sensitive_features=priv), abs=1e-12)
+            demographic_parity_difference(y, yhat, sensitive_features=priv), abs=1e-12
+        )
         assert min(v[f"di[{group}]"], 1 / v[f"di[{group}]"]) == pytest.approx(
-            demographic_parity_ratio(y, yhat, sensitive_features=priv), abs=1e-12)
+            demographic_parity_ratio(y, yhat, sensitive_features=priv), abs=1e-12
+        )
         assert abs(v[f"eod[{group}]"]) == pytest.approx(
-            equal_opportunity_difference(y, yhat, sensitive_features=priv), abs=1e-12)
+            equal_opportunity_difference(y, yhat, sensitive_features=priv), abs=1e-12
+        )
         assert max(abs(v[f"eod[{group}]"]), abs(u["fpr"] - p["fpr"])) == pytest.approx(
-            equalized_odds_difference(y, yhat, sensitive_features=priv), abs=1e-12)
+            equalized_odds_difference(y, yhat, sensitive_features=priv), abs=1e-12
+        )
 
 
 def test_downstream_model_on_distinct_rows_equals_the_fit_on_all_rows(
@@ -86,29 +97,44 @@ def test_downstream_model_on_distinct_rows_equals_the_fit_on_all_rows(
     pred, _ = downstream_predictions(inputs, weighted=True, model_params={}, metric="t")
 
     def onehot(df: pd.DataFrame) -> np.ndarray:
-        return np.column_stack([
-            (df["sex"] == 1).to_numpy(float),
-            *(df["region"] == r for r in ("north", "south", "east")),
-            *(df["age"] == a for a in range(5)),
-        ]).astype(float)
+        return np.column_stack(
+            [
+                (df["sex"] == 1).to_numpy(float),
+                *(df["region"] == r for r in ("north", "south", "east")),
+                *(df["age"] == a for a in range(5)),
+            ]
+        ).astype(float)
 
     model = LogisticRegression().fit(onehot(release), release["y"])
     rows = _expand(pred, schema)
-    np.testing.assert_allclose(np.repeat(pred.y_score, pred.counts.astype(int)),
-                               model.predict_proba(onehot(rows))[:, 1], atol=1e-4)
+    np.testing.assert_allclose(
+        np.repeat(pred.y_score, pred.counts.astype(int)),
+        model.predict_proba(onehot(rows))[:, 1],
+        atol=1e-4,
+    )
     assert (rows["y_pred"].to_numpy() == model.predict(onehot(rows))).mean() > 0.999
 
 
 def _hand_predictions() -> tuple[Predictions, Schema]:
-    schema = Schema(columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
-                    protected=("sex",), label="y", favorable=1, privileged={"sex": (1,)})
+    schema = Schema(
+        columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
+        protected=("sex",),
+        label="y",
+        favorable=1,
+        privileged={"sex": (1,)},
+    )
     # privileged (sex=1): y = 1 1 0 0, predicted 1 0 1 0
     # unprivileged (sex=0): y = 1 1 1 0, predicted 1 1 0 0
     sex = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     y = np.array([1, 1, 0, 0, 1, 1, 1, 0])
     yhat = np.array([1, 0, 1, 0, 1, 1, 0, 0])
-    pred = Predictions(cells=np.column_stack([sex, y]), counts=np.ones(8), y_true=y,
-                       y_pred=yhat, y_score=yhat * 0.5 + 0.25)
+    pred = Predictions(
+        cells=np.column_stack([sex, y]),
+        counts=np.ones(8),
+        y_true=y,
+        y_pred=yhat,
+        y_score=yhat * 0.5 + 0.25,
+    )
     return pred, schema
 
 
@@ -129,7 +155,8 @@ def test_disparate_impact_is_nan_when_the_privileged_group_is_never_selected() -
     pred, schema = _hand_predictions()
     yhat = np.where(pred.cells[:, 0] == 1, 0, pred.y_pred)
     v, _ = model_fairness_values(
-        Predictions(pred.cells, pred.counts, pred.y_true, yhat, pred.y_score), schema)
+        Predictions(pred.cells, pred.counts, pred.y_true, yhat, pred.y_score), schema
+    )
     assert math.isnan(v["di[sex]"])
     assert v["spd[sex]"] == pytest.approx(0.5)
 
@@ -137,13 +164,18 @@ def test_disparate_impact_is_nan_when_the_privileged_group_is_never_selected() -
 def test_mean_outcome_difference_hand_computed() -> None:
     schema = Schema(
         columns=(Categorical("a", (0, 1)), Categorical("b", ("x", "y")), Categorical("y", (0, 1))),
-        protected=("a", "b"), label="y", favorable=0, privileged={"a": (1,), "b": ("x",)},
+        protected=("a", "b"),
+        label="y",
+        favorable=0,
+        privileged={"a": (1,), "b": ("x",)},
     )
-    release = pd.DataFrame({
-        "a": [1, 1, 1, 0, 0, 0, 0, 1],
-        "b": ["x", "x", "y", "x", "y", "y", "x", "x"],
-        "y": [0, 0, 1, 0, 1, 1, 1, 1],
-    })
+    release = pd.DataFrame(
+        {
+            "a": [1, 1, 1, 0, 0, 0, 0, 1],
+            "b": ["x", "x", "y", "x", "y", "y", "x", "x"],
+            "y": [0, 0, 1, 0, 1, 1, 1, 1],
+        }
+    )
     r = sf.metric("mean_outcome_difference").compute(MetricInputs(release=release, schema=schema))
     # favourable is y = 0. a: unpriv rows 3,4,5,6 -> 1/4; priv rows 0,1,2,7 -> 2/4
     assert r.values["mod[a]"] == pytest.approx(1 / 4 - 2 / 4)
@@ -155,11 +187,13 @@ def test_mean_outcome_difference_hand_computed() -> None:
     # weights: row 7 counted 3 times, row 2 not at all
     w = np.array([1, 1, 0, 1, 1, 1, 1, 3], dtype=float)
     rw = sf.metric("mean_outcome_difference").compute(
-        MetricInputs(release=release, schema=schema, weights=w))
+        MetricInputs(release=release, schema=schema, weights=w)
+    )
     assert rw.values["mod[a]"] == pytest.approx(1 / 4 - 2 / 5)
     assert "weighted" in rw.measured_on
     ru = sf.metric("mean_outcome_difference", weighted=False).compute(
-        MetricInputs(release=release, schema=schema, weights=w))
+        MetricInputs(release=release, schema=schema, weights=w)
+    )
     assert ru.values == r.values and "unweighted" in ru.measured_on
 
 
@@ -169,14 +203,19 @@ def test_mean_outcome_difference_matches_fairlearn_selection_rates(
     r = sf.metric("mean_outcome_difference").compute(MetricInputs(release=release, schema=schema))
     priv = _privileged(release)
     for group, mask in priv.items():
-        sr = MetricFrame(metrics=selection_rate, y_true=release["y"], y_pred=release["y"],
-                         sensitive_features=mask).by_group
+        sr = MetricFrame(
+            metrics=selection_rate,
+            y_true=release["y"],
+            y_pred=release["y"],
+            sensitive_features=mask,
+        ).by_group
         assert r.values[f"mod[{group}]"] == pytest.approx(sr.loc[False] - sr.loc[True], abs=1e-12)
 
 
 def test_mean_outcome_difference_of_an_absent_group_is_nan(schema: Schema) -> None:
-    release = pd.DataFrame({"sex": [1, 1, 1], "region": ["north"] * 3, "age": [0, 1, 2],
-                            "y": [0, 1, 1]})
+    release = pd.DataFrame(
+        {"sex": [1, 1, 1], "region": ["north"] * 3, "age": [0, 1, 2], "y": [0, 1, 1]}
+    )
     r = sf.metric("mean_outcome_difference").compute(MetricInputs(release=release, schema=schema))
     assert math.isnan(r.values["mod[sex]"])
     assert r.details["group_sizes"]["sex"] == {"privileged": 3.0, "unprivileged": 0.0}
@@ -187,10 +226,12 @@ def test_weighted_training_equals_training_on_repeated_rows(
 ) -> None:
     w = np.random.default_rng(0).integers(0, 4, len(release)).astype(float)
     weighted = sf.metric("model_fairness").compute(
-        MetricInputs(release=release, schema=schema, weights=w, train=train, test=test_table))
+        MetricInputs(release=release, schema=schema, weights=w, train=train, test=test_table)
+    )
     repeated = release.loc[release.index.repeat(w.astype(int))].reset_index(drop=True)
     plain = sf.metric("model_fairness").compute(
-        MetricInputs(release=repeated, schema=schema, train=train, test=test_table))
+        MetricInputs(release=repeated, schema=schema, train=train, test=test_table)
+    )
     for k, v in plain.values.items():
         assert weighted.values[k] == pytest.approx(v, abs=1e-6), k
     assert "weighted" in weighted.measured_on
@@ -201,8 +242,9 @@ def test_single_class_release_raises_a_clear_error(
 ) -> None:
     one = release.assign(y=1)
     with pytest.raises(SafesError, match="single class"):
-        sf.metric("model_fairness").compute(MetricInputs(release=one, schema=schema,
-                                                         test=test_table))
+        sf.metric("model_fairness").compute(
+            MetricInputs(release=one, schema=schema, test=test_table)
+        )
 
 
 def test_missing_test_table_names_the_metric(schema: Schema, release: pd.DataFrame) -> None:
@@ -211,15 +253,19 @@ def test_missing_test_table_names_the_metric(schema: Schema, release: pd.DataFra
 
 
 def test_undeclared_privileged_values_raise(release: pd.DataFrame) -> None:
-    schema = Schema(columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
-                    protected=("sex",), label="y", favorable=1)
+    schema = Schema(
+        columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
+        protected=("sex",),
+        label="y",
+        favorable=1,
+    )
     with pytest.raises(SchemaError, match="privileged"):
         sf.metric("mean_outcome_difference").compute(
-            MetricInputs(release=release[["sex", "y"]], schema=schema))
+            MetricInputs(release=release[["sex", "y"]], schema=schema)
+        )
 
 
-@pytest.mark.parametrize("params", [{"table": "nope"}, {"weighted": "yes"},
-                                    {"intersection": 1}])
+@pytest.mark.parametrize("params", [{"table": "nope"}, {"weighted": "yes"}, {"intersection": 1}])
 def test_bad_mean_outcome_difference_params_raise(params: dict) -> None:
     with pytest.raises(ConfigError):
         sf.metric("mean_outcome_difference", **params)

@@ -30,8 +30,14 @@ from safes_framework import Categorical, Integer, Schema
 from safes_framework.base import MetricInputs
 from safes_framework.errors import ConfigError, DataError
 
-BUILTIN = ("mean_outcome_difference", "model_fairness", "model_utility", "propensity_ks", "tvd",
-           "workload_error")
+BUILTIN = (
+    "mean_outcome_difference",
+    "model_fairness",
+    "model_utility",
+    "propensity_ks",
+    "tvd",
+    "workload_error",
+)
 
 
 def test_builtin_metrics_are_registered_as_plugins() -> None:
@@ -70,8 +76,13 @@ def test_model_utility_matches_scikit_learn_overall_and_per_group(
 
 
 def test_model_utility_hand_computed() -> None:
-    schema = Schema(columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
-                    protected=("sex",), label="y", favorable=1, privileged={"sex": (1,)})
+    schema = Schema(
+        columns=(Categorical("sex", (0, 1)), Categorical("y", (0, 1))),
+        protected=("sex",),
+        label="y",
+        favorable=1,
+        privileged={"sex": (1,)},
+    )
     sex = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     y = np.array([1, 1, 0, 0, 1, 1, 1, 0])
     yhat = np.array([1, 0, 1, 0, 1, 1, 0, 0])
@@ -100,8 +111,7 @@ def test_weighted_auc_matches_scikit_learn_with_ties() -> None:
     y = rng.integers(0, 2, 400)
     s = rng.integers(0, 10, 400) / 10  # many ties
     w = rng.random(400) * 3
-    assert weighted_auc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w),
-                                                  abs=1e-12)
+    assert weighted_auc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
 
 
 def test_weighted_ks_with_integer_weights_equals_scipy_on_repeated_values() -> None:
@@ -118,15 +128,21 @@ def test_propensity_ks_is_zero_for_the_real_table_and_matches_direct_computation
     from sklearn.linear_model import LogisticRegression
 
     same = sf.metric("propensity_ks").compute(
-        MetricInputs(release=train, schema=schema, train=train))
+        MetricInputs(release=train, schema=schema, train=train)
+    )
     assert same.values["ks"] == pytest.approx(0.0, abs=1e-9)
-    r = sf.metric("propensity_ks").compute(MetricInputs(release=release, schema=schema,
-                                                        train=train))
+    r = sf.metric("propensity_ks").compute(
+        MetricInputs(release=release, schema=schema, train=train)
+    )
     both = pd.concat([train, release], ignore_index=True)
-    x = np.column_stack([
-        (both["sex"] == 1), *(both["region"] == c for c in ("north", "south", "east")),
-        *(both["age"] == a for a in range(5)), (both["y"] == 1),
-    ]).astype(float)
+    x = np.column_stack(
+        [
+            (both["sex"] == 1),
+            *(both["region"] == c for c in ("north", "south", "east")),
+            *(both["age"] == a for a in range(5)),
+            (both["y"] == 1),
+        ]
+    ).astype(float)
     label = np.r_[np.zeros(len(train)), np.ones(len(release))]
     score = LogisticRegression().fit(x, label).predict_proba(x)[:, 1]
     direct = ks_2samp(score[label == 0], score[label == 1])
@@ -139,29 +155,43 @@ def test_propensity_ks_weighted_release_has_no_pvalue(
     schema: Schema, release: pd.DataFrame, train: pd.DataFrame
 ) -> None:
     w = np.random.default_rng(0).random(len(release)) + 0.5
-    r = sf.metric("propensity_ks").compute(MetricInputs(release=release, schema=schema,
-                                                        train=train, weights=w))
+    r = sf.metric("propensity_ks").compute(
+        MetricInputs(release=release, schema=schema, train=train, weights=w)
+    )
     assert 0 <= r.values["ks"] <= 1 and math.isnan(r.values["ks_pvalue"])
 
 
 def _paper_tvd(real: pd.DataFrame, synth: pd.DataFrame, cols: list[str]) -> float:
     """The SAFES code's TVD (custom_metrics.TVD): value_counts subtracted, NaNs skipped."""
-    return float((real[cols].value_counts(normalize=True)
-                  - synth[cols].value_counts(normalize=True)).abs().sum() / 2)
+    return float(
+        (real[cols].value_counts(normalize=True) - synth[cols].value_counts(normalize=True))
+        .abs()
+        .sum()
+        / 2
+    )
 
 
 def _tvd_schema() -> Schema:
-    return Schema(columns=(Categorical("a", (0, 1, 2)), Categorical("b", (0, 1)),
-                           Integer("c", 0, 3), Categorical("y", (0, 1))),
-                  protected=("b",), label="y", favorable=1, privileged={"b": (1,)})
+    return Schema(
+        columns=(
+            Categorical("a", (0, 1, 2)),
+            Categorical("b", (0, 1)),
+            Integer("c", 0, 3),
+            Categorical("y", (0, 1)),
+        ),
+        protected=("b",),
+        label="y",
+        favorable=1,
+        privileged={"b": (1,)},
+    )
 
 
 def test_tvd_hand_computed_full_domain_and_paper_compatible() -> None:
     schema = _tvd_schema()
-    real = pd.DataFrame({"a": [0, 0, 1, 1], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3],
-                         "y": [0, 1, 0, 1]})
-    rel = pd.DataFrame({"a": [0, 2, 2, 2], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3],
-                        "y": [0, 1, 0, 1]})
+    real = pd.DataFrame(
+        {"a": [0, 0, 1, 1], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3], "y": [0, 1, 0, 1]}
+    )
+    rel = pd.DataFrame({"a": [0, 2, 2, 2], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3], "y": [0, 1, 0, 1]})
     inputs = MetricInputs(release=rel, schema=schema, train=real)
     full = sf.metric("tvd", orders=[1]).compute(inputs)
     # a: p = (.5, .5, 0), q = (.25, 0, .75) -> (.25 + .5 + .75) / 2 = .75; b, c, y identical
@@ -172,8 +202,9 @@ def test_tvd_hand_computed_full_domain_and_paper_compatible() -> None:
     assert paper.details["per_marginal"]["a"] == pytest.approx(0.125)
     assert "PAPER-COMPATIBLE" in paper.measured_on
     assert "PAPER" not in full.measured_on
-    assert sf.metric("tvd").compute(MetricInputs(release=real, schema=schema, train=real)
-                                    ).values == {"tvd_1way": 0, "tvd_2way": 0, "tvd_3way": 0}
+    assert sf.metric("tvd").compute(
+        MetricInputs(release=real, schema=schema, train=real)
+    ).values == {"tvd_1way": 0, "tvd_2way": 0, "tvd_3way": 0}
 
 
 def test_tvd_paper_compatible_reproduces_the_paper_code_and_full_domain_is_larger() -> None:
@@ -181,8 +212,14 @@ def test_tvd_paper_compatible_reproduces_the_paper_code_and_full_domain_is_large
     rng = np.random.default_rng(3)
 
     def table(n: int, p: list[float]) -> pd.DataFrame:
-        return pd.DataFrame({"a": rng.choice(3, n, p=p), "b": rng.integers(0, 2, n),
-                             "c": rng.integers(0, 4, n), "y": rng.integers(0, 2, n)})
+        return pd.DataFrame(
+            {
+                "a": rng.choice(3, n, p=p),
+                "b": rng.integers(0, 2, n),
+                "c": rng.integers(0, 4, n),
+                "y": rng.integers(0, 2, n),
+            }
+        )
 
     real, rel = table(60, [0.6, 0.4, 0.0]), table(50, [0.2, 0.3, 0.5])
     inputs = MetricInputs(release=rel, schema=schema, train=real)
@@ -198,12 +235,19 @@ def test_tvd_paper_compatible_reproduces_the_paper_code_and_full_domain_is_large
 def test_tvd_weighted_release_equals_repeated_rows() -> None:
     schema = _tvd_schema()
     rng = np.random.default_rng(4)
-    real = pd.DataFrame({"a": rng.integers(0, 3, 80), "b": rng.integers(0, 2, 80),
-                         "c": rng.integers(0, 4, 80), "y": rng.integers(0, 2, 80)})
+    real = pd.DataFrame(
+        {
+            "a": rng.integers(0, 3, 80),
+            "b": rng.integers(0, 2, 80),
+            "c": rng.integers(0, 4, 80),
+            "y": rng.integers(0, 2, 80),
+        }
+    )
     rel = real.sample(40, random_state=1).reset_index(drop=True)
     w = rng.integers(0, 4, 40)
-    weighted = sf.metric("tvd").compute(MetricInputs(release=rel, schema=schema, train=real,
-                                                     weights=w.astype(float)))
+    weighted = sf.metric("tvd").compute(
+        MetricInputs(release=rel, schema=schema, train=real, weights=w.astype(float))
+    )
     repeated = rel.loc[rel.index.repeat(w)]
     plain = sf.metric("tvd").compute(MetricInputs(release=repeated, schema=schema, train=real))
     assert weighted.values == pytest.approx(plain.values)
@@ -211,8 +255,9 @@ def test_tvd_weighted_release_equals_repeated_rows() -> None:
 
 def test_workload_error_is_twice_the_tvd_and_accepts_a_workload() -> None:
     schema = _tvd_schema()
-    real = pd.DataFrame({"a": [0, 0, 1, 1], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3],
-                         "y": [0, 1, 0, 1]})
+    real = pd.DataFrame(
+        {"a": [0, 0, 1, 1], "b": [0, 1, 0, 1], "c": [0, 1, 2, 3], "y": [0, 1, 0, 1]}
+    )
     rel = real.assign(a=[0, 2, 2, 2])
     inputs = MetricInputs(release=rel, schema=schema, train=real)
     r = sf.metric("workload_error", workload=[["a"], ["b", "y"]]).compute(inputs)
@@ -226,30 +271,53 @@ def test_workload_error_is_twice_the_tvd_and_accepts_a_workload() -> None:
 
 
 def test_tvd_counts_large_domains_over_occupied_cells() -> None:
-    schema = Schema(columns=(Integer("u", 0, 9999), Integer("v", 0, 9999), Integer("w", 0, 999),
-                             Categorical("y", (0, 1))),
-                    protected=("y",), label="u", favorable=0, privileged={"y": (1,)})
+    schema = Schema(
+        columns=(
+            Integer("u", 0, 9999),
+            Integer("v", 0, 9999),
+            Integer("w", 0, 999),
+            Categorical("y", (0, 1)),
+        ),
+        protected=("y",),
+        label="u",
+        favorable=0,
+        privileged={"y": (1,)},
+    )
     rng = np.random.default_rng(0)
-    real = pd.DataFrame({"u": rng.integers(0, 10000, 300), "v": rng.integers(0, 10000, 300),
-                         "w": rng.integers(0, 1000, 300), "y": rng.integers(0, 2, 300)})
+    real = pd.DataFrame(
+        {
+            "u": rng.integers(0, 10000, 300),
+            "v": rng.integers(0, 10000, 300),
+            "w": rng.integers(0, 1000, 300),
+            "y": rng.integers(0, 2, 300),
+        }
+    )
     rel = real.copy()
     rel.loc[:9, "w"] = (rel.loc[:9, "w"] + 1) % 1000
-    r = sf.metric("tvd", orders=[3]).compute(MetricInputs(release=rel, schema=schema,
-                                                          train=real))
+    r = sf.metric("tvd", orders=[3]).compute(MetricInputs(release=rel, schema=schema, train=real))
     paper = sf.metric("tvd", orders=[3], paper_compatible=True).compute(
-        MetricInputs(release=rel, schema=schema, train=real))
-    expected = np.mean([_paper_tvd(real, rel, list(c))
-                        for c in itertools.combinations(schema.names, 3)])
+        MetricInputs(release=rel, schema=schema, train=real)
+    )
+    expected = np.mean(
+        [_paper_tvd(real, rel, list(c)) for c in itertools.combinations(schema.names, 3)]
+    )
     assert paper.values["tvd_3way"] == pytest.approx(expected)
     assert r.values["tvd_3way"] > 0
 
 
-@pytest.mark.parametrize("name,params", [
-    ("tvd", {"orders": [0]}), ("tvd", {"orders": "x"}), ("tvd", {"reference": "release"}),
-    ("tvd", {"paper_compatible": "no"}), ("workload_error", {"ways": 0}),
-    ("workload_error", {"workload": "ab"}), ("propensity_ks", {"model_params": 3}),
-    ("model_utility", {"model_params": {"C": 1, "bogus": 2}}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("tvd", {"orders": [0]}),
+        ("tvd", {"orders": "x"}),
+        ("tvd", {"reference": "release"}),
+        ("tvd", {"paper_compatible": "no"}),
+        ("workload_error", {"ways": 0}),
+        ("workload_error", {"workload": "ab"}),
+        ("propensity_ks", {"model_params": 3}),
+        ("model_utility", {"model_params": {"C": 1, "bogus": 2}}),
+    ],
+)
 def test_bad_params_raise_config_errors(name: str, params: dict) -> None:
     with pytest.raises(ConfigError):
         sf.metric(name, **params)
@@ -257,8 +325,9 @@ def test_bad_params_raise_config_errors(name: str, params: dict) -> None:
 
 def test_bad_weights_raise(schema: Schema, release: pd.DataFrame, train: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="weights"):
-        sf.metric("tvd").compute(MetricInputs(release=release, schema=schema, train=train,
-                                              weights=np.ones(3)))
+        sf.metric("tvd").compute(
+            MetricInputs(release=release, schema=schema, train=train, weights=np.ones(3))
+        )
 
 
 def test_release_outside_the_domain_names_table_and_column(
