@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,14 +20,16 @@ FORBIDDEN = math.inf
 MAX_CALLABLE_PAIRS = 50_000_000
 MAX_SCALAR_CALLABLE_PAIRS = 2_000_000
 
-Scalar = Union[str, int, float, bool]
-CostSteps = Union[float, Sequence[float]]
+Scalar = str | int | float | bool
+CostSteps = float | Sequence[float]
 
 
 def _check_cost(where: str, value: float) -> float:
     v = float(value)
     if not (v >= 0) or math.isnan(v):
-        raise ConfigError(f"{where}: costs must be non-negative numbers (or FORBIDDEN), got {value!r}")
+        raise ConfigError(
+            f"{where}: costs must be non-negative numbers (or FORBIDDEN), got {value!r}"
+        )
     return v
 
 
@@ -37,7 +39,9 @@ def _steps(where: str, spec: CostSteps) -> float | tuple[float, ...]:
     try:
         steps = tuple(_check_cost(where, v) for v in spec)  # type: ignore[union-attr]
     except TypeError:
-        raise ConfigError(f"{where}: expected a number or a sequence of numbers, got {spec!r}")
+        raise ConfigError(
+            f"{where}: expected a number or a sequence of numbers, got {spec!r}"
+        ) from None
     if not steps:
         raise ConfigError(f"{where}: give at least one step cost")
     return steps
@@ -108,8 +112,10 @@ class Moves:
 
     def __post_init__(self) -> None:
         where = f"Moves({self.column!r})"
-        items = self.costs.items() if isinstance(self.costs, Mapping) else (
-            ((o, n), c) for o, n, c in self.costs
+        items = (
+            self.costs.items()
+            if isinstance(self.costs, Mapping)
+            else (((o, n), c) for o, n, c in self.costs)
         )
         norm = []
         for key, cost in items:
@@ -130,11 +136,15 @@ class Moves:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "moves", "column": self.column,
-                "costs": [list(t) for t in self.costs], "change": self.change}
+        return {
+            "kind": "moves",
+            "column": self.column,
+            "costs": [list(t) for t in self.costs],
+            "change": self.change,
+        }
 
 
-Term = Union[Ordinal, Moves]
+Term = Ordinal | Moves
 
 
 class DistortionSpec(Protocol):
@@ -191,7 +201,9 @@ class Distortion:
         object.__setattr__(self, "terms", terms)
         for t in terms:
             if not isinstance(t, (Ordinal, Moves)):
-                raise ConfigError(f"distortion {self.name!r}: {t!r} is not an Ordinal or Moves term")
+                raise ConfigError(
+                    f"distortion {self.name!r}: {t!r} is not an Ordinal or Moves term"
+                )
         if self.combine not in ("max", "sum"):
             raise ConfigError(
                 f"distortion {self.name!r}: combine must be 'max' or 'sum', got {self.combine!r}"
@@ -266,8 +278,11 @@ class Distortion:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "combine": self.combine,
-                "terms": [t.describe() for t in self.terms]}
+        return {
+            "name": self.name,
+            "combine": self.combine,
+            "terms": [t.describe() for t in self.terms],
+        }
 
 
 @dataclass(frozen=True)
@@ -317,7 +332,9 @@ class FunctionDistortion:
             out = np.fromiter(
                 (
                     self.fn(dict(zip(names, o, strict=False)), dict(zip(names, n, strict=False)))
-                    for o, n in zip(zip(*labels_old, strict=False), zip(*labels_new, strict=False), strict=False)
+                    for o, n in zip(
+                        zip(*labels_old, strict=False), zip(*labels_new, strict=False), strict=False
+                    )
                 ),
                 dtype=np.float64,
                 count=old.shape[0],
@@ -351,7 +368,7 @@ class FunctionDistortion:
         chunk = max(1, 2_000_000 // max(C, 1))
         srcs, codes, costs = [], [], []
         for lo in range(0, S, chunk):
-            block = sources[lo:lo + chunk]
+            block = sources[lo : lo + chunk]
             old = np.repeat(block, C, axis=0)
             new = np.tile(cells, (block.shape[0], 1))
             cost = self._costs(schema, columns, old, new)
@@ -442,4 +459,3 @@ _BUILTIN_COLUMNS = {
     "adult": {"age-decade", "education-reduced", "income>50K"},
     "compas": {"age_cat", "c_charge_degree", "priors_count", "two_year_recid"},
 }
-

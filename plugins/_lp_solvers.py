@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -100,7 +101,7 @@ def solve(lp: LinearProgram, solver: str, options: Mapping[str, Any] | None = No
     return _solve_cvxpy(lp, name, dict(options or {}))
 
 
-# -- HiGHS ------------------------------------------------------------------------------------
+# -- HiGHS --------------------------------------------------------------------------------------
 
 _banner_lock = threading.Lock()
 _banner_done = False
@@ -136,9 +137,21 @@ def _new_highs() -> Any:
         return h
 
 
+#: Up to this many variables HiGHS skips presolve (on small programs it costs more than it
+#: saves); above IPM_ABOVE it runs its interior-point method, with crossover to a vertex so
+#: the answer is still exact, instead of dual simplex. Options the user passes win.
+NO_PRESOLVE_UP_TO = 5_000
+IPM_ABOVE = 20_000
+
+
 def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     import highspy
 
+    n_vars = lp.shape[1]
+    if n_vars <= NO_PRESOLVE_UP_TO:
+        options = {"presolve": "off", **options}
+    elif n_vars > IPM_ABOVE:
+        options = {"solver": "ipm", **options}
     h = _new_highs()
     h.setOptionValue("output_flag", False)
     for key, value in options.items():
@@ -179,7 +192,7 @@ def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     return LPResult("failed", None, None, name, f"{detail} (run status {run_status})", seconds)
 
 
-# -- cvxpy ------------------------------------------------------------------------------------
+# -- cvxpy --------------------------------------------------------------------------------------
 
 
 def _solve_cvxpy(lp: LinearProgram, solver: str, options: dict[str, Any]) -> LPResult:
@@ -207,7 +220,10 @@ def _solve_cvxpy(lp: LinearProgram, solver: str, options: dict[str, Any]) -> LPR
     name = f"cvxpy {cp.__version__} / {solver}"
     start = time.perf_counter()
     try:
-        prob.solve(solver=solver, **options)
+        with warnings.catch_warnings():
+            # cvxpy warns of inaccurate solutions; the status says so and TOT reports it.
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            prob.solve(solver=solver, **options)
     except cp.error.SolverError as exc:
         return LPResult("failed", None, None, name, str(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start

@@ -65,9 +65,20 @@ class Cells:
         source_codes = np.stack(np.unravel_index(source_cell, sizes), axis=1).astype(np.int64)
         labels = cell % sizes[-1]
         label_marginal = np.bincount(labels, minlength=sizes[-1]) / n
-        return cls(row_key, row_group, row_src.astype(np.int64), row_mass, source_cell,
-                   source_codes, source_mass, groups, group_mass, row_gpos.astype(np.int64),
-                   label_marginal, n_cells)
+        return cls(
+            row_key,
+            row_group,
+            row_src.astype(np.int64),
+            row_mass,
+            source_cell,
+            source_codes,
+            source_mass,
+            groups,
+            group_mass,
+            row_gpos.astype(np.int64),
+            label_marginal,
+            n_cells,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,40 @@ class Targets:
     cell: np.ndarray
     label: np.ndarray
     cost: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        cells: Cells,
+        src: np.ndarray,
+        codes: np.ndarray,
+        cost: np.ndarray,
+        sizes: tuple[int, ...],
+        *,
+        prune: bool = True,
+    ) -> Targets:
+        """CSR of the moves `src` -> `codes` with `cost`, optionally without dominated moves.
+
+        A move to a cell with no mass is dominated when the same source can move, at no
+        greater cost, to a cell with mass and the same label: both count alike for
+        discrimination and distortion, and mass arriving where p = 0 only adds to the total
+        variation while mass arriving at a cell with mass never does. Dropping dominated moves
+        leaves the optimum unchanged.
+        """
+        order = np.argsort(src, kind="stable")
+        src, codes, cost = src[order], codes[order], cost[order]
+        cell = np.ravel_multi_index(codes.T, sizes).astype(np.int64)
+        label = codes[:, -1].astype(np.int64)
+        if prune and len(cell):
+            L = sizes[-1]
+            pos = np.minimum(np.searchsorted(cells.source_cell, cell), len(cells.source_cell) - 1)
+            observed = cells.source_cell[pos] == cell
+            best = np.full(len(cells.source_cell) * L, np.inf)
+            np.minimum.at(best, src[observed] * L + label[observed], cost[observed])
+            keep = observed | (cost < best[src * L + label])
+            src, cell, label, cost = src[keep], cell[keep], label[keep], cost[keep]
+        deg = np.bincount(src, minlength=len(cells.source_cell))
+        return cls(np.concatenate(([0], np.cumsum(deg))), cell, label, cost)
 
 
 @dataclass(frozen=True)
@@ -192,15 +237,20 @@ class TotProgram:
         self.var_move = t.ptr[c.row_src][self.var_row] + within
         # Q(y | d) of a map P: rows group-major (k * L + y).
         vr, vm = self.var_row, self.var_move
-        self.Q = _csr(c.row_gpos[vr] * self.L + t.label[vm], np.arange(self.V),
-                      c.row_mass[vr] / c.group_mass[c.row_gpos[vr]], (self.K * self.L, self.V))
+        self.Q = _csr(
+            c.row_gpos[vr] * self.L + t.label[vm],
+            np.arange(self.V),
+            c.row_mass[vr] / c.group_mass[c.row_gpos[vr]],
+            (self.K * self.L, self.V),
+        )
         self.D = [self._dist_rows(thr) for thr in thresholds]
         self.core = self._aggregated() if self.aggregate else self._full()
 
-    # -- formulations ---------------------------------------------------------------------------
+    # -- formulations ----------------------------------------------------------------------------
 
-    def _fidelity(self, move_src: np.ndarray, move: np.ndarray, weight: np.ndarray,
-                  nz: int) -> sp.csr_matrix:
+    def _fidelity(
+        self, move_src: np.ndarray, move: np.ndarray, weight: np.ndarray, nz: int
+    ) -> sp.csr_matrix:
         """(S, nz): q_c / p_c for observed c, from variables `move` weighted by `weight`."""
         c = self.cells
         tcell = self.targets.cell[move]
@@ -226,8 +276,17 @@ class TotProgram:
         c, V, R = self.cells, self.V, self.R
         mapping = _csr(self.var_row, np.arange(V), np.ones(V), (R, V))
         fid = self._fidelity(self.var_row, self.var_move, c.row_mass[self.var_row], V)
-        return _Core(np.zeros(V), np.full(V, np.inf), mapping, np.ones(R), np.ones(R), fid,
-                     self.Q, np.zeros(self.K * self.L), self.D)
+        return _Core(
+            np.zeros(V),
+            np.full(V, np.inf),
+            mapping,
+            np.ones(R),
+            np.ones(R),
+            fid,
+            self.Q,
+            np.zeros(self.K * self.L),
+            self.D,
+        )
 
     def _aggregated(self) -> _Core:
         c, t = self.cells, self.targets
@@ -263,8 +322,12 @@ class TotProgram:
             lo.append(np.full(R, -np.inf))
             hi.append(np.ones(R))
             n_rows += R
-        mapping = _csr(np.concatenate(blocks_r), np.concatenate(blocks_c),
-                       np.concatenate(blocks_v), (n_rows, nz))
+        mapping = _csr(
+            np.concatenate(blocks_r),
+            np.concatenate(blocks_c),
+            np.concatenate(blocks_v),
+            (n_rows, nz),
+        )
         fid = self._fidelity(e_src, np.arange(E), c.source_mass[e_src], nz)
         # Q(y | d) = sum_r p(r) / p(d) P(y | r); the last label is one minus the others.
         w = (c.row_mass / c.group_mass[c.row_gpos])[r_all]
@@ -279,11 +342,18 @@ class TotProgram:
         for thr in self.thresholds:
             sel = t.cost >= thr
             _, rws = np.unique(e_src[sel], return_inverse=True)
-            dist.append(_csr(rws, np.flatnonzero(sel), np.ones(int(sel.sum())),
-                             (int(rws.max(initial=-1)) + 1, nz)))
+            dist.append(
+                _csr(
+                    rws,
+                    np.flatnonzero(sel),
+                    np.ones(int(sel.sum())),
+                    (int(rws.max(initial=-1)) + 1, nz),
+                )
+            )
         upper = np.concatenate((np.full(E, np.inf), np.ones(R * Lm)))
-        return _Core(np.zeros(nz), upper, mapping, np.concatenate(lo), np.concatenate(hi),
-                     fid, Qz, q0, dist)
+        return _Core(
+            np.zeros(nz), upper, mapping, np.concatenate(lo), np.concatenate(hi), fid, Qz, q0, dist
+        )
 
     # -- the program -----------------------------------------------------------------------------
 
@@ -329,48 +399,70 @@ class TotProgram:
 
         add("mapping", core.mapping, core.map_lower, core.map_upper)
         # Fidelity, scaled by 1 / p_c: slack_c + q_c / p_c >= 1; slack_c costs p_c.
-        add("fidelity", sp.hstack([core.fidelity, sp.eye(S, n - nz)]), np.ones(S),
-            np.full(S, inf))
+        add("fidelity", sp.hstack([core.fidelity, sp.eye(S, n - nz)]), np.ones(S), np.full(S, inf))
         Qn = sp.hstack([core.Qz, sp.csr_matrix((KL, n - nz))], format="csr")
         ylab = np.tile(np.arange(L), self.K)
         if diff:
             # lo_y <= Q(y | d) <= hi_y, hi_y - lo_y <= eta (or <= t).
-            add("discrimination", sp.vstack([Qn - cols(i_hi + ylab, np.ones(KL), KL),
-                                             Qn - cols(i_lo + ylab, np.ones(KL), KL)]),
-                np.r_[np.full(KL, -inf), -core.q0], np.r_[-core.q0, np.full(KL, inf)])
-            gap = cols(i_hi + np.arange(L), np.ones(L), L) - cols(i_lo + np.arange(L),
-                                                                   np.ones(L), L)
+            add(
+                "discrimination",
+                sp.vstack(
+                    [
+                        Qn - cols(i_hi + ylab, np.ones(KL), KL),
+                        Qn - cols(i_lo + ylab, np.ones(KL), KL),
+                    ]
+                ),
+                np.r_[np.full(KL, -inf), -core.q0],
+                np.r_[-core.q0, np.full(KL, inf)],
+            )
+            gap = cols(i_hi + np.arange(L), np.ones(L), L) - cols(
+                i_lo + np.arange(L), np.ones(L), L
+            )
             if minimize:
                 gap = gap - cols(np.full(L, i_t), np.ones(L), L)
-            add("discrimination gap", gap, np.full(L, -inf),
-                np.zeros(L) if minimize else np.full(L, float(eta)))  # type: ignore[arg-type]
+            add(
+                "discrimination gap",
+                gap,
+                np.full(L, -inf),
+                np.zeros(L) if minimize else np.full(L, float(eta)),
+            )  # type: ignore[arg-type]
         else:
             py = np.tile(c.label_marginal, self.K)
             if minimize:  # p(y)(1 - t) <= Q <= p(y)(1 + t)
                 tcol = cols(np.full(KL, i_t), py, KL)
-                add("discrimination", sp.vstack([Qn - tcol, Qn + tcol]),
-                    np.r_[np.full(KL, -inf), py - core.q0], np.r_[py - core.q0, np.full(KL, inf)])
+                add(
+                    "discrimination",
+                    sp.vstack([Qn - tcol, Qn + tcol]),
+                    np.r_[np.full(KL, -inf), py - core.q0],
+                    np.r_[py - core.q0, np.full(KL, inf)],
+                )
             else:
                 e = float(eta)  # type: ignore[arg-type]
                 add("discrimination", Qn, py * (1 - e) - core.q0, py * (1 + e) - core.q0)
         if distortion:
             for thr, delta, Dk in zip(self.thresholds, self.bounds, core.dist, strict=True):
-                add(f"excess distortion (cost >= {thr:g}, bound {delta:g})", Dk,
-                    np.full(Dk.shape[0], -inf), np.full(Dk.shape[0], delta))
+                add(
+                    f"excess distortion (cost >= {thr:g}, bound {delta:g})",
+                    Dk,
+                    np.full(Dk.shape[0], -inf),
+                    np.full(Dk.shape[0], delta),
+                )
         A = sp.vstack(blocks, format="csc")
         cost = np.zeros(n)
         if minimize:
             cost[i_t] = 1.0
         else:
-            cost[i_s:i_s + S] = c.source_mass
-        col_lower = np.concatenate((core.lower, np.zeros(S), np.full(n_lohi, -inf),
-                                    np.zeros(n - i_t)))
+            cost[i_s : i_s + S] = c.source_mass
+        col_lower = np.concatenate(
+            (core.lower, np.zeros(S), np.full(n_lohi, -inf), np.zeros(n - i_t))
+        )
         col_upper = np.concatenate((core.upper, np.full(n - nz, inf)))
-        lp = LinearProgram(cost, A, np.concatenate(lower), np.concatenate(upper),
-                           col_lower, col_upper)
+        lp = LinearProgram(
+            cost, A, np.concatenate(lower), np.concatenate(upper), col_lower, col_upper
+        )
         return lp, Layout(nz, families)
 
-    # -- reading a solution ---------------------------------------------------------------------
+    # -- reading a solution ----------------------------------------------------------------------
 
     def to_map(self, x: np.ndarray) -> np.ndarray:
         """The map P (one probability per entry, rows summing to one) of a solution."""
@@ -380,15 +472,14 @@ class TotProgram:
             c, t = self.cells, self.targets
             E, L, Lm = len(t.cell), self.L, self.L - 1
             pbar = np.clip(x[:E], 0.0, None)
-            laws = np.clip(x[E:E + self.R * Lm].reshape(self.R, Lm), 0.0, None)
+            laws = np.clip(x[E : E + self.R * Lm].reshape(self.R, Lm), 0.0, None)
             laws = np.column_stack((laws, np.clip(1.0 - laws.sum(axis=1), 0.0, None)))
             e_src = np.repeat(np.arange(self.S), np.diff(t.ptr))
             by_label = np.bincount(e_src * L + t.label, weights=pbar, minlength=self.S * L)
             vm = self.var_move
             denom = by_label[c.row_src[self.var_row] * L + t.label[vm]]
             with np.errstate(divide="ignore", invalid="ignore"):
-                P = np.where(denom > 0,
-                             laws[self.var_row, t.label[vm]] * pbar[vm] / denom, 0.0)
+                P = np.where(denom > 0, laws[self.var_row, t.label[vm]] * pbar[vm] / denom, 0.0)
         sums = np.bincount(self.var_row, weights=P, minlength=self.R)
         return P / sums[self.var_row]
 
@@ -397,10 +488,14 @@ class TotProgram:
         c, t = self.cells, self.targets
         moved = t.cell[self.var_move]
         cells = np.union1d(moved, c.source_cell)
-        q = np.bincount(np.searchsorted(cells, moved),
-                        weights=c.row_mass[self.var_row] * P, minlength=len(cells))
-        p = np.bincount(np.searchsorted(cells, c.source_cell), weights=c.source_mass,
-                        minlength=len(cells))
+        q = np.bincount(
+            np.searchsorted(cells, moved),
+            weights=c.row_mass[self.var_row] * P,
+            minlength=len(cells),
+        )
+        p = np.bincount(
+            np.searchsorted(cells, c.source_cell), weights=c.source_mass, minlength=len(cells)
+        )
         return 0.5 * float(np.abs(q - p).sum())
 
     def label_given_group(self, P: np.ndarray) -> np.ndarray:

@@ -26,7 +26,10 @@ class Reweighing(FairnessTransformer):
     Every record of group g with label y gets the weight w(g, y) = P(g) P(y) / P(g, y), the
     ratio of the probability expected if group and label were independent to the observed
     one. Under these weights the label is independent of the group (P_w(y | g) = P(y) for every
-    group that has both labels) and the weights sum to the number of rows. The table itself is
+    group that has every label value) and the weights sum to the number of rows (when a group
+    lacks a label value, they fall short by n P(g) P(y) for each missing value; a warning says
+    so). The weights are computed over the schema's domain, so missing categories never
+    misalign them. The table itself is
     returned unchanged; the weights travel with the release, and downstream training uses them
     as `sample_weight`.
 
@@ -59,15 +62,21 @@ class Reweighing(FairnessTransformer):
 
     def _keys(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         codes = self.schema_.encode(data)
-        group = np.ravel_multi_index(
-            tuple(codes[a].to_numpy() for a in self.attributes_), self.group_sizes_
-        ) if self.attributes_ else np.zeros(len(data), dtype=np.int64)
+        group = (
+            np.ravel_multi_index(
+                tuple(codes[a].to_numpy() for a in self.attributes_), self.group_sizes_
+            )
+            if self.attributes_
+            else np.zeros(len(data), dtype=np.int64)
+        )
         return group.astype(np.int64), codes[self.schema_.label].to_numpy()
 
     def fit(self, data: pd.DataFrame, schema: Schema) -> Reweighing:
         """Count groups and labels of `data` (schema labels) over the schema's domain."""
         if not isinstance(schema, Schema):
-            raise ConfigError(f"reweighing: schema must be a safes_framework.Schema, got {schema!r}")
+            raise ConfigError(
+                f"reweighing: schema must be a safes_framework.Schema, got {schema!r}"
+            )
         attrs = schema.protected if self.attributes is None else self.attributes
         for a in attrs:
             if a not in schema.protected:
@@ -83,9 +92,11 @@ class Reweighing(FairnessTransformer):
         n_groups = math.prod(self.group_sizes_)
         # Counts over the declared domain: a cell missing from the data is a zero, never a
         # misaligned index.
-        joint = np.bincount(group * n_labels + label, minlength=n_groups * n_labels).reshape(
-            n_groups, n_labels
-        ).astype(np.float64)
+        joint = (
+            np.bincount(group * n_labels + label, minlength=n_groups * n_labels)
+            .reshape(n_groups, n_labels)
+            .astype(np.float64)
+        )
         n = joint.sum()
         pg, py = joint.sum(axis=1) / n, joint.sum(axis=0) / n
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -94,7 +105,9 @@ class Reweighing(FairnessTransformer):
         self.table_ = table
         present = joint.sum(axis=1) > 0
         unbalanced = present & ((joint > 0).sum(axis=1) < (py > 0).sum())
-        self.unbalanced_groups_ = tuple(self._group_labels(int(g)) for g in np.flatnonzero(unbalanced))
+        self.unbalanced_groups_ = tuple(
+            self._group_labels(int(g)) for g in np.flatnonzero(unbalanced)
+        )
         if self.unbalanced_groups_:
             warnings.warn(
                 f"reweighing: group(s) {list(self.unbalanced_groups_)} of {list(self.attributes_)} "
@@ -103,8 +116,9 @@ class Reweighing(FairnessTransformer):
             )
         rows = np.argwhere(joint > 0)
         frame: dict[str, Any] = {}
-        for a, k in zip(self.attributes_, np.unravel_index(rows[:, 0], self.group_sizes_),
-                        strict=True):
+        for a, k in zip(
+            self.attributes_, np.unravel_index(rows[:, 0], self.group_sizes_), strict=True
+        ):
             frame[a] = schema[a].decode(np.asarray(k))
         frame[schema.label] = schema[schema.label].decode(rows[:, 1])
         frame["count"] = joint[rows[:, 0], rows[:, 1]].astype(np.int64)
@@ -133,8 +147,11 @@ class Reweighing(FairnessTransformer):
         w = self.table_[group, label]
         unseen = np.isnan(w)
         if unseen.any():
-            logger.warning("reweighing: %d row(s) fall in (group, label) cells empty at fit "
-                           "time and get weight 1", int(unseen.sum()))
+            logger.warning(
+                "reweighing: %d row(s) fall in (group, label) cells empty at fit "
+                "time and get weight 1",
+                int(unseen.sum()),
+            )
             w = np.where(unseen, 1.0, w)
         return FairnessOutput(data.loc[:, list(self.schema_.names)].copy(), w)
 
@@ -142,6 +159,7 @@ class Reweighing(FairnessTransformer):
 @hookimpl
 def safes_register_fairness_transformers(register: Registry) -> None:
     register.add(
-        "reweighing", Reweighing,
+        "reweighing",
+        Reweighing,
         description="Kamiran & Calders reweighing: sample weights, table unchanged",
     )

@@ -87,12 +87,16 @@ class TOT(FairnessTransformer):
         solver_options: Mapping[str, Any] | None = None,
         missing_groups: Literal["skip", "raise"] = "skip",
     ) -> None:
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (
-            math.isfinite(eta) and eta >= 0
+        if (
+            isinstance(eta, bool)
+            or not isinstance(eta, (int, float))
+            or not (math.isfinite(eta) and eta >= 0)
         ):
             raise ConfigError(f"tot: eta must be a finite number >= 0, got {eta!r}")
         if constraint not in ("difference", "ratio"):
-            raise ConfigError(f"tot: constraint must be 'difference' or 'ratio', got {constraint!r}")
+            raise ConfigError(
+                f"tot: constraint must be 'difference' or 'ratio', got {constraint!r}"
+            )
         try:
             cl = tuple(float(c) for c in clist)
             dl = tuple(float(d) for d in dlist)
@@ -107,7 +111,9 @@ class TOT(FairnessTransformer):
         if any(not (0 <= d <= 1) for d in dl):
             raise ConfigError(f"tot: dlist bounds must lie in [0, 1], got {list(dl)}")
         if missing_groups not in ("skip", "raise"):
-            raise ConfigError(f"tot: missing_groups must be 'skip' or 'raise', got {missing_groups!r}")
+            raise ConfigError(
+                f"tot: missing_groups must be 'skip' or 'raise', got {missing_groups!r}"
+            )
         if isinstance(distortion, str) and distortion not in (*_distortion.BUILTIN, "auto"):
             raise ConfigError(
                 f"tot: unknown distortion {distortion!r}; built-ins: {sorted(_distortion.BUILTIN)}"
@@ -133,13 +139,18 @@ class TOT(FairnessTransformer):
         else:
             dist = getattr(d, "__qualname__", repr(d))
         return {
-            "eta": self.eta, "constraint": self.constraint, "distortion": dist,
-            "clist": list(self.clist), "dlist": list(self.dlist), "per_group": self.per_group,
-            "solver": self.solver, "solver_options": dict(self.solver_options),
+            "eta": self.eta,
+            "constraint": self.constraint,
+            "distortion": dist,
+            "clist": list(self.clist),
+            "dlist": list(self.dlist),
+            "per_group": self.per_group,
+            "solver": self.solver,
+            "solver_options": dict(self.solver_options),
             "missing_groups": self.missing_groups,
         }
 
-    # -- encoding ---------------------------------------------------------------------------------
+    # -- encoding --------------------------------------------------------------------------------
 
     def _index(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(codes, group index, (x, y) cell index) of every record."""
@@ -152,7 +163,7 @@ class TOT(FairnessTransformer):
         cell = np.ravel_multi_index(codes[:, xy_idx].T, self.cell_sizes_)
         return codes, group.astype(np.int64), cell.astype(np.int64)
 
-    # -- fit ----------------------------------------------------------------------------------------
+    # -- fit -------------------------------------------------------------------------------------
 
     def fit(self, data: pd.DataFrame, schema: Schema) -> TOT:
         """Solve the LP on `data` (schema labels), using `schema`'s domain.
@@ -186,12 +197,14 @@ class TOT(FairnessTransformer):
         cells = Cells.from_codes(group, cell, self.cell_sizes_)
         self.skipped_groups_ = self._missing_groups(cells)
 
-        forbidden_at = min((c for c, d in zip(self.clist, self.dlist, strict=False) if d == 0), default=np.inf)
-        src, tcodes, tcost = spec.targets(schema, self.xy_columns_, cells.source_codes,
-                                          forbidden_at)
-        order = np.argsort(src, kind="stable")
-        src, tcodes, tcost = src[order], tcodes[order], tcost[order]
-        deg = np.bincount(src, minlength=len(cells.source_cell))
+        forbidden_at = min(
+            (c for c, d in zip(self.clist, self.dlist, strict=False) if d == 0), default=np.inf
+        )
+        src, tcodes, tcost = spec.targets(
+            schema, self.xy_columns_, cells.source_codes, forbidden_at
+        )
+        targets = Targets.build(cells, src, tcodes, tcost, self.cell_sizes_)
+        deg = np.diff(targets.ptr)
         if (deg == 0).any():
             s = int(np.flatnonzero(deg == 0)[0])
             raise InfeasibleError(
@@ -200,20 +213,27 @@ class TOT(FairnessTransformer):
                 "dlist bounds by 0. Give staying put a cost of 0 in the distortion, or a "
                 "positive bound to that threshold"
             )
-        targets = Targets(
-            ptr=np.concatenate(([0], np.cumsum(deg))),
-            cell=np.ravel_multi_index(tcodes.T, self.cell_sizes_).astype(np.int64),
-            label=tcodes[:, -1].astype(np.int64),
-            cost=tcost,
+        binding = [
+            (c, d)
+            for c, d in zip(self.clist, self.dlist, strict=False)
+            if 0 < d < 1 and c < forbidden_at
+        ]
+        prog = TotProgram(
+            cells,
+            targets,
+            self.constraint,
+            tuple(c for c, _ in binding),
+            tuple(d for _, d in binding),
+            self.per_group,
         )
-        binding = [(c, d) for c, d in zip(self.clist, self.dlist, strict=False) if 0 < d < 1 and c < forbidden_at]
-        prog = TotProgram(cells, targets, self.constraint,
-                          tuple(c for c, _ in binding), tuple(d for _, d in binding),
-                          self.per_group)
         lp, layout = prog.lp(self.eta)
         self.n_variables_, self.n_constraints_ = lp.shape[1], lp.shape[0]
-        logger.info("tot: LP with %d variables, %d constraints, %d nonzeros",
-                    lp.shape[1], lp.shape[0], lp.A.nnz)
+        logger.info(
+            "tot: LP with %d variables, %d constraints, %d nonzeros",
+            lp.shape[1],
+            lp.shape[0],
+            lp.A.nnz,
+        )
         result = solve(lp, self.solver, self.solver_options)
         self.solve_seconds_ = result.seconds
         if result.status == "infeasible":
@@ -223,7 +243,9 @@ class TOT(FairnessTransformer):
         viol = lp.violation(result.x)
         worst = float(viol.max()) if viol.size else 0.0
         if worst > FEASIBILITY_TOL:
-            fam = next(f for f, s in layout.families.items() if viol[s].size and viol[s].max() == worst)
+            fam = next(
+                f for f, s in layout.families.items() if viol[s].size and viol[s].max() == worst
+            )
             raise SolverError(
                 f"tot: {result.solver} returned a solution ({result.detail}) that violates the "
                 f"{fam} constraints by {worst:.2e} (tolerance {FEASIBILITY_TOL:g}); "
@@ -247,16 +269,22 @@ class TOT(FairnessTransformer):
         self._prepare_sampling(prog, P)
         self._fitted = True
         self.fit_seconds_ = time.perf_counter() - start
-        logger.info("tot: %s in %.3f s, TV = %.7f (%s)", self.status_, self.fit_seconds_,
-                    self.objective_value_, self.solver_)
+        logger.info(
+            "tot: %s in %.3f s, TV = %.7f (%s)",
+            self.status_,
+            self.fit_seconds_,
+            self.objective_value_,
+            self.solver_,
+        )
         return self
 
     def _check_map(self, prog: TotProgram, P: np.ndarray, result: LPResult) -> None:
         """Check the map itself against the discrimination and distortion bounds."""
         checks = [("discrimination", prog.discrimination(P), self.eta)]
-        checks += [(f"excess distortion (cost >= {c:g})", v, d)
-                   for c, d, v in zip(prog.thresholds, prog.bounds, prog.excess_distortion(P),
-                                      strict=True)]
+        checks += [
+            (f"excess distortion (cost >= {c:g})", v, d)
+            for c, d, v in zip(prog.thresholds, prog.bounds, prog.excess_distortion(P), strict=True)
+        ]
         for what, value, bound in checks:
             if value > bound + FEASIBILITY_TOL:
                 raise SolverError(
@@ -272,18 +300,26 @@ class TOT(FairnessTransformer):
         labels = tuple(self._group_labels(int(g)) for g in empty)
         names = ", ".join(f"{dict(zip(self.protected_, lab, strict=False))}" for lab in labels[:4])
         more = "" if len(labels) <= 4 else f" and {len(labels) - 4} more"
-        msg = (f"tot: {len(labels)} group(s) of the protected attributes {list(self.protected_)} "
-               f"have no rows: {names}{more}")
+        msg = (
+            f"tot: {len(labels)} group(s) of the protected attributes {list(self.protected_)} "
+            f"have no rows: {names}{more}"
+        )
         if self.missing_groups == "raise":
-            raise DataError(msg + "; pass missing_groups='skip' to constrain only the groups "
-                            "present")
+            raise DataError(
+                msg + "; pass missing_groups='skip' to constrain only the groups present"
+            )
         if len(cells.groups) < 2:
-            warnings.warn(msg + "; with fewer than two groups the discrimination constraint is "
-                          "void", stacklevel=3)
+            warnings.warn(
+                msg + "; with fewer than two groups the discrimination constraint is void",
+                stacklevel=3,
+            )
         else:
-            warnings.warn(msg + "; the discrimination constraint covers the groups present "
-                          "only, and rows of the missing groups are left unchanged by "
-                          "transform", stacklevel=3)
+            warnings.warn(
+                msg + "; the discrimination constraint covers the groups present "
+                "only, and rows of the missing groups are left unchanged by "
+                "transform",
+                stacklevel=3,
+            )
         return labels
 
     def _excess(self, prog: TotProgram, P: np.ndarray) -> dict[float, float]:
@@ -306,35 +342,50 @@ class TOT(FairnessTransformer):
         return f"try {other}, or pass solver_options to the solver"
 
     def _failed_message(self, result: LPResult) -> str:
-        return (f"tot: the solver {result.solver} failed ({result.detail}) after "
-                f"{result.seconds:.2f} s; this is not a proof of infeasibility; {self._suggest()}")
+        return (
+            f"tot: the solver {result.solver} failed ({result.detail}) after "
+            f"{result.seconds:.2f} s; this is not a proof of infeasibility; {self._suggest()}"
+        )
 
     def _infeasible_message(self, prog: TotProgram, result: LPResult) -> str:
         """Name the binding family: solve for the smallest feasible eta with and without the
         non-zero excess-distortion bounds."""
-        form = ("difference: |P(y'|d) - P(y'|d')|" if self.constraint == "difference"
-                else "ratio: |P(y'|d) / P(y) - 1|")
-        head = (f"tot: infeasible ({result.solver}: {result.detail}): no map meets the "
-                f"discrimination bound eta={self.eta:g} ({form} <= eta) together with the "
-                f"excess-distortion bounds clist={list(self.clist)}, dlist={list(self.dlist)}")
+        form = (
+            "difference: |P(y'|d) - P(y'|d')|"
+            if self.constraint == "difference"
+            else "ratio: |P(y'|d) / P(y) - 1|"
+        )
+        head = (
+            f"tot: infeasible ({result.solver}: {result.detail}): no map meets the "
+            f"discrimination bound eta={self.eta:g} ({form} <= eta) together with the "
+            f"excess-distortion bounds clist={list(self.clist)}, dlist={list(self.dlist)}"
+        )
         try:
             with_d = self._min_eta(prog, distortion=True)
             without = self._min_eta(prog, distortion=False) if prog.thresholds else with_d
         except SolverError as exc:
             return head + f". (Diagnosis failed: {exc})"
         if with_d is None:
-            return (head + ". The excess-distortion constraints cannot be met even without the "
-                    "discrimination bound; raise dlist")
+            return (
+                head + ". The excess-distortion constraints cannot be met even without the "
+                "discrimination bound; raise dlist"
+            )
         forbidden = [c for c, d in zip(self.clist, self.dlist, strict=True) if d == 0]
-        msg = (head + f". The discrimination constraint binds: with these distortion bounds "
-               f"the smallest feasible eta is {with_d:.6g}; use eta >= {with_d:.6g}")
+        msg = (
+            head + f". The discrimination constraint binds: with these distortion bounds "
+            f"the smallest feasible eta is {with_d:.6g}; use eta >= {with_d:.6g}"
+        )
         if without is not None and without < with_d - 1e-9:
-            msg += (f", or raise the non-zero dlist bounds (with only the moves of bound 0 "
-                    f"forbidden, the smallest feasible eta is {max(without, 0.0):.6g})")
+            msg += (
+                f", or raise the non-zero dlist bounds (with only the moves of bound 0 "
+                f"forbidden, the smallest feasible eta is {max(without, 0.0):.6g})"
+            )
         else:
             what = f"cost >= {min(forbidden):g}, bound 0" if forbidden else "cost FORBIDDEN"
-            msg += (f". Raising the non-zero dlist bounds does not help: the forbidden moves "
-                    f"({what}) bind; allow some of them, or change the distortion")
+            msg += (
+                f". Raising the non-zero dlist bounds does not help: the forbidden moves "
+                f"({what}) bind; allow some of them, or change the distortion"
+            )
         return msg
 
     def _min_eta(self, prog: TotProgram, *, distortion: bool) -> float | None:
@@ -346,7 +397,7 @@ class TOT(FairnessTransformer):
             raise SolverError(self._failed_message(res))
         return float(res.objective)  # type: ignore[arg-type]
 
-    # -- transform -----------------------------------------------------------------------------
+    # -- transform -------------------------------------------------------------------------------
 
     def _prepare_sampling(self, prog: TotProgram, P: np.ndarray) -> None:
         within = np.cumsum(P)
@@ -380,8 +431,11 @@ class TOT(FairnessTransformer):
         new_cell = cell.copy()
         new_cell[found] = self._var_cell[idx]
         if (~found).any():
-            logger.warning("tot: %d record(s) fall in (d, x, y) cells that were empty at fit "
-                           "time and are left unchanged", int((~found).sum()))
+            logger.warning(
+                "tot: %d record(s) fall in (d, x, y) cells that were empty at fit "
+                "time and are left unchanged",
+                int((~found).sum()),
+            )
         new_xy = np.stack(np.unravel_index(new_cell, self.cell_sizes_), axis=1)
         out = data.loc[:, list(self.schema_.names)].copy()
         names = list(self.schema_.names)
@@ -394,7 +448,7 @@ class TOT(FairnessTransformer):
                 out[c] = pd.Series(values, index=out.index).astype(out[c].dtype)
         return FairnessOutput(out)
 
-    # -- inspection ----------------------------------------------------------------------------
+    # -- inspection ------------------------------------------------------------------------------
 
     def mapping(self, threshold: float = 0.0) -> pd.DataFrame:
         """The fitted map in long form: one row per (d, x, y) -> (x', y') with probability
@@ -422,6 +476,7 @@ class TOT(FairnessTransformer):
 @hookimpl
 def safes_register_fairness_transformers(register: Registry) -> None:
     register.add(
-        "tot", TOT,
+        "tot",
+        TOT,
         description="Calmon et al. 2017 optimized pre-processing (TOT), exact sparse LP",
     )

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from safes_plugins.reweighing import Reweighing
 
 from safes_framework import datasets
 from safes_framework.errors import ConfigError, SchemaError
 from safes_framework.plugins import DEFAULT_PLUGINS, PluginManager
 from safes_framework.testing import check_fairness_transformer, toy_schema, toy_table
-from safes_plugins.reweighing import Reweighing
 
 
 def weighted_rates(df: pd.DataFrame, w: np.ndarray, groups: list[str], label: str) -> pd.Series:

@@ -6,10 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
-from safes_framework.datasets import schema as bundled_schema
-from safes_framework.errors import ConfigError
-from safes_framework.schema import Categorical, Integer, Schema
 from safes_plugins._distortion import (
     ADULT,
     COMPAS,
@@ -20,6 +16,10 @@ from safes_plugins._distortion import (
     Ordinal,
     resolve,
 )
+
+from safes_framework.datasets import schema as bundled_schema
+from safes_framework.errors import ConfigError
+from safes_framework.schema import Categorical, Integer, Schema
 
 ADULT_XY = ("age-decade", "education-reduced", "income>50K")
 COMPAS_XY = ("age_cat", "c_charge_degree", "priors_count", "two_year_recid")
@@ -50,8 +50,12 @@ def compas_rule(old: dict, new: dict) -> float:
 
 
 def dense_reference(schema: Schema, columns: tuple[str, ...], rule) -> np.ndarray:
-    values = [schema[c].categories if hasattr(schema[c], "categories")
-              else tuple(range(schema[c].low, schema[c].high + 1)) for c in columns]
+    values = [
+        schema[c].categories
+        if hasattr(schema[c], "categories")
+        else tuple(range(schema[c].low, schema[c].high + 1))
+        for c in columns
+    ]
     cells = [dict(zip(columns, v, strict=True)) for v in itertools.product(*values)]
     return np.array([[rule(o, n) for n in cells] for o in cells])
 
@@ -85,7 +89,9 @@ def test_function_distortion_scalar_and_vectorized_equal_the_declared_one() -> N
     )
 
 
-@pytest.mark.parametrize("spec, name, xy", [(ADULT, "adult", ADULT_XY), (COMPAS, "compas", COMPAS_XY)])
+@pytest.mark.parametrize(
+    "spec, name, xy", [(ADULT, "adult", ADULT_XY), (COMPAS, "compas", COMPAS_XY)]
+)
 def test_sparse_targets_are_the_dense_matrix_below_the_forbidden_threshold(spec, name, xy) -> None:
     schema = bundled_schema(name)
     dense = spec.matrix(schema, xy)
@@ -126,12 +132,19 @@ def test_moves_are_given_in_labels_not_codes() -> None:
 
 def test_sum_combination_prunes_partial_costs() -> None:
     schema = Schema(
-        columns=(Categorical("d", (0, 1)), Integer("a", 0, 3), Integer("b", 0, 3),
-                 Categorical("y", (0, 1))),
-        protected=("d",), label="y", favorable=1,
+        columns=(
+            Categorical("d", (0, 1)),
+            Integer("a", 0, 3),
+            Integer("b", 0, 3),
+            Categorical("y", (0, 1)),
+        ),
+        protected=("d",),
+        label="y",
+        favorable=1,
     )
-    spec = Distortion((Ordinal("a", up=1.0), Ordinal("b", up=1.0), Moves("y", change=1.0)),
-                      combine="sum")
+    spec = Distortion(
+        (Ordinal("a", up=1.0), Ordinal("b", up=1.0), Moves("y", change=1.0)), combine="sum"
+    )
     xy = ("a", "b", "y")
     dense = spec.matrix(schema, xy)
     cells = np.stack(np.unravel_index(np.arange(32), (4, 4, 2)), axis=1)

@@ -8,28 +8,33 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
-
-from safes_framework import datasets
-from safes_framework.errors import InfeasibleError, SolverError
-from safes_framework.schema import Categorical, Integer, Schema
-from safes_framework.testing import toy_schema, toy_table
 from safes_plugins._distortion import FORBIDDEN, Distortion, Moves, Ordinal
 from safes_plugins._lp_solvers import solve
 from safes_plugins._tot_lp import TotProgram
 from safes_plugins.tot import TOT
 
-# -- a case solved by hand ------------------------------------------------------------------------
+from safes_framework import datasets
+from safes_framework.errors import InfeasibleError, SolverError
+from safes_framework.schema import Categorical, Integer, Schema
+from safes_framework.testing import toy_schema, toy_table
+
+# -- a case solved by hand -----------------------------------------------------------------------
 # Two groups of 50 rows, no feature, a binary label: P(1 | A) = 0.6, P(1 | B) = 0.2. Only
 # 1 -> 0 flips are allowed. Lowering A's rate by a and B's by b costs TV = (a + b) / 2 and the
 # difference bound needs a - b >= 0.4 - eta: optimum (0.4 - eta) / 2.
 
-HAND = Schema(columns=(Categorical("g", ("A", "B")), Categorical("y", (0, 1))),
-              protected=("g",), label="y", favorable=1)
+HAND = Schema(
+    columns=(Categorical("g", ("A", "B")), Categorical("y", (0, 1))),
+    protected=("g",),
+    label="y",
+    favorable=1,
+)
 
 
 def hand_table() -> pd.DataFrame:
-    return pd.DataFrame({"g": ["A"] * 50 + ["B"] * 50,
-                         "y": [1] * 30 + [0] * 20 + [1] * 10 + [0] * 40})
+    return pd.DataFrame(
+        {"g": ["A"] * 50 + ["B"] * 50, "y": [1] * 30 + [0] * 20 + [1] * 10 + [0] * 40}
+    )
 
 
 def down_only(flip_cost: float = 0.0) -> Distortion:
@@ -68,8 +73,16 @@ def test_infeasibility_from_forbidden_moves_says_dlist_cannot_help() -> None:
 # -- an independent dense formulation (AIF360's OptimPreproc problem, written with cvxpy) ---------
 
 
-def dense_optimum(df: pd.DataFrame, schema: Schema, dist: np.ndarray, eta: float,
-                  constraint: str, clist, dlist, smoothing: float = 0.0) -> float:
+def dense_optimum(
+    df: pd.DataFrame,
+    schema: Schema,
+    dist: np.ndarray,
+    eta: float,
+    constraint: str,
+    clist,
+    dlist,
+    smoothing: float = 0.0,
+) -> float:
     """The problem as AIF360's OptTools states it: a full |DXY| x |XY| map, marginals by masks.
 
     `smoothing` is AIF360's 1e-10 added to p(d, x, y) and p(x, y) in the distortion rows.
@@ -93,8 +106,10 @@ def dense_optimum(df: pd.DataFrame, schema: Schema, dist: np.ndarray, eta: float
     obj = cp.Minimize(cp.norm1(q - pxy) / 2)
     ymask = np.stack([(ylab == y).astype(float) for y in range(xy_sizes[-1])], axis=1)
     groups = [k for k in range(nD) if pd_[k] > 0]
-    Q = {k: (pdxy[k * nXY:(k + 1) * nXY] / pd_[k]) @ P[k * nXY:(k + 1) * nXY, :] @ ymask
-         for k in groups}
+    Q = {
+        k: (pdxy[k * nXY : (k + 1) * nXY] / pd_[k]) @ P[k * nXY : (k + 1) * nXY, :] @ ymask
+        for k in groups
+    }
     if constraint == "difference":
         for k, k2 in itertools.combinations(groups, 2):
             cons += [Q[k] - Q[k2] <= eta, Q[k2] - Q[k] <= eta]
@@ -121,8 +136,9 @@ TOY_DIST = Distortion(
 )
 
 
-@pytest.mark.parametrize("constraint, eta", [("difference", 0.02), ("difference", 0.08),
-                                             ("ratio", 0.1), ("ratio", 0.3)])
+@pytest.mark.parametrize(
+    "constraint, eta", [("difference", 0.02), ("difference", 0.08), ("ratio", 0.1), ("ratio", 0.3)]
+)
 def test_optimum_equals_an_independent_dense_formulation(constraint: str, eta: float) -> None:
     schema, df = toy_schema(), toy_table(600, seed=3)
     df = df[~((df.edu == 4) & (df.income == 0))]  # an empty (x, y) cell
@@ -137,15 +153,16 @@ def test_aggregated_and_full_formulations_agree_on_adult() -> None:
     tot = TOT(0.025, distortion="adult").fit(train, datasets.schema("adult"))
     p = tot.program_
     assert p.aggregate
-    full = TotProgram(p.cells, p.targets, p.constraint, p.thresholds, p.bounds, False,
-                      aggregate=False)
+    full = TotProgram(
+        p.cells, p.targets, p.constraint, p.thresholds, p.bounds, False, aggregate=False
+    )
     lp, _ = full.lp(0.025)
     res = solve(lp, "highs")
     assert res.objective == pytest.approx(tot.objective_value_, abs=1e-9)
     assert tot.n_variables_ < lp.shape[1] / 2
 
 
-# -- the paper's data ----------------------------------------------------------------------------------
+# -- the paper's data ---------------------------------------------------------------------------
 
 
 def test_adult_difference_eta_0025_is_aif360s_exact_optimum() -> None:
@@ -164,13 +181,23 @@ def test_compas_at_eta_005_is_infeasible() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, eta", [("adult", 0.025), ("compas", 0.08)])
-def test_bundled_optimum_equals_aif360s_dense_problem_with_its_smoothing(name: str, eta: float) -> None:
+def test_bundled_optimum_equals_aif360s_dense_problem_with_its_smoothing(
+    name: str, eta: float
+) -> None:
     train, _ = datasets.train_test_split(name)
     schema = datasets.schema(name)
     tot = TOT(eta, distortion=name).fit(train, schema)
     xy = tot.xy_columns_
-    want = dense_optimum(train, schema, tot.distortion_.matrix(schema, xy), eta, "difference",
-                         tot.clist, tot.dlist, smoothing=1e-10)
+    want = dense_optimum(
+        train,
+        schema,
+        tot.distortion_.matrix(schema, xy),
+        eta,
+        "difference",
+        tot.clist,
+        tot.dlist,
+        smoothing=1e-10,
+    )
     assert tot.objective_value_ == pytest.approx(want, abs=1e-6)
 
 
@@ -183,13 +210,14 @@ def test_clarabel_agrees_with_highs() -> None:
     assert "CLARABEL" in b.solver_ and "HiGHS" in a.solver_
 
 
-# -- solver failure is not infeasibility -------------------------------------------------------------
+# -- solver failure is not infeasibility --------------------------------------------------------
 
 
 def test_solver_failure_raises_solver_error_naming_the_solver_and_an_alternative() -> None:
     schema, df = toy_schema(), toy_table(600, seed=3)
-    tot = TOT(0.02, distortion=TOY_DIST,
-              solver_options={"simplex_iteration_limit": 0, "presolve": "off"})
+    tot = TOT(
+        0.02, distortion=TOY_DIST, solver_options={"simplex_iteration_limit": 0, "presolve": "off"}
+    )
     with pytest.raises(SolverError, match=r"HiGHS.*failed.*not a proof of infeasibility.*clarabel"):
         tot.fit(df, schema)
 
@@ -202,13 +230,18 @@ def test_clarabel_failure_suggests_highs() -> None:
 
 
 def test_integer_domain_columns_and_unobserved_values() -> None:
-    schema = Schema(columns=(Categorical("d", (0, 1)), Integer("x", 0, 6), Categorical("y", (0, 1))),
-                    protected=("d",), label="y", favorable=1)
+    schema = Schema(
+        columns=(Categorical("d", (0, 1)), Integer("x", 0, 6), Categorical("y", (0, 1))),
+        protected=("d",),
+        label="y",
+        favorable=1,
+    )
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"d": rng.integers(0, 2, 300), "x": rng.integers(1, 4, 300)})
     df["y"] = (rng.random(300) < 0.2 + 0.3 * df.d).astype(int)
     dist = Distortion((Ordinal("x", up=(1.0, 3.0)), Moves("y", change=1.0)), combine="sum")
     tot = TOT(0.12, distortion=dist).fit(df, schema)
-    want = dense_optimum(df, schema, dist.matrix(schema, ("x", "y")), 0.12, "difference",
-                         tot.clist, tot.dlist)
+    want = dense_optimum(
+        df, schema, dist.matrix(schema, ("x", "y")), 0.12, "difference", tot.clist, tot.dlist
+    )
     assert tot.objective_value_ == pytest.approx(want, abs=1e-6)

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from safes_plugins._distortion import Distortion, Moves, Ordinal
+from safes_plugins.tot import TOT
 
 import safes_framework
 from safes_framework import datasets
 from safes_framework.errors import ConfigError, DataError
 from safes_framework.plugins import DEFAULT_PLUGINS, PluginManager
 from safes_framework.testing import check_fairness_transformer, toy_schema, toy_table
-from safes_plugins._distortion import Distortion, Moves, Ordinal
-from safes_plugins.tot import TOT
 
 TOY_DIST = Distortion(
     (Ordinal("edu", up=(1.0, 3.0), down=(2.0, 3.0)), Moves("income", {(1, 0): 1.0})),
@@ -43,8 +43,13 @@ def map_constraints(tot: TOT) -> dict[str, float]:
     label = schema.label
     enc["mass"] = enc["p"] * enc["P"]
     pd_ = codes.groupby(d).size() / len(codes)
-    q = (enc[enc[label + "'"] == schema.favorable_code].groupby(d)["mass"].sum()
-         .reindex(pd_.index, fill_value=0.0) / pd_)
+    q = (
+        enc[enc[label + "'"] == schema.favorable_code]
+        .groupby(d)["mass"]
+        .sum()
+        .reindex(pd_.index, fill_value=0.0)
+        / pd_
+    )
     cost = tot.distortion_.matrix(schema, xy)
     sizes = [schema[c].size for c in xy]
     src = np.ravel_multi_index(enc[xy].to_numpy().T, sizes)
@@ -74,8 +79,9 @@ def fit(tot: TOT, df: pd.DataFrame, schema) -> TOT:
 
 @pytest.mark.parametrize("constraint, eta", [("difference", 0.025), ("ratio", 0.2)])
 def test_fitted_map_meets_every_constraint_on_adult(adult_train, constraint, eta) -> None:
-    tot = fit(TOT(eta, distortion="adult", constraint=constraint), adult_train,
-              datasets.schema("adult"))
+    tot = fit(
+        TOT(eta, distortion="adult", constraint=constraint), adult_train, datasets.schema("adult")
+    )
     got = map_constraints(tot)
     assert got["row_sum_error"] < 1e-9
     assert got[constraint] <= eta + 1e-7
@@ -85,8 +91,7 @@ def test_fitted_map_meets_every_constraint_on_adult(adult_train, constraint, eta
 
 
 def test_per_group_bounds_hold_for_every_group(adult_train) -> None:
-    tot = fit(TOT(0.05, distortion="adult", per_group=True), adult_train,
-              datasets.schema("adult"))
+    tot = fit(TOT(0.05, distortion="adult", per_group=True), adult_train, datasets.schema("adult"))
     got = map_constraints(tot)
     assert got["group>=0.99"] <= 0.1 + 1e-7 and got["group>=1.99"] <= 0.05 + 1e-7
     assert got["difference"] <= 0.05 + 1e-7
@@ -108,17 +113,29 @@ def test_transform_is_seeded_and_follows_the_map(adult_train) -> None:
     # The transformed table's favourable rate per group is the map's, up to sampling noise.
     rate = a.groupby(list(schema.protected))["income>50K"].mean()
     assert rate.max() - rate.min() < 0.025 + 0.03
-    tv = 0.5 * (a.groupby(["age-decade", "education-reduced", "income>50K"]).size()
-                .sub(adult_train.groupby(["age-decade", "education-reduced", "income>50K"])
-                     .size(), fill_value=0).abs().sum()) / len(a)
+    tv = (
+        0.5
+        * (
+            a.groupby(["age-decade", "education-reduced", "income>50K"])
+            .size()
+            .sub(
+                adult_train.groupby(["age-decade", "education-reduced", "income>50K"]).size(),
+                fill_value=0,
+            )
+            .abs()
+            .sum()
+        )
+        / len(a)
+    )
     assert tv == pytest.approx(tot.objective_value_, abs=0.01)
 
 
 def test_fit_speed_on_adult(adult_train) -> None:
     schema = datasets.schema("adult")
     TOT(0.025, distortion="adult").fit(adult_train, schema)  # warm-up (imports, first solver)
-    best = min(TOT(0.025, distortion="adult").fit(adult_train, schema).fit_seconds_
-               for _ in range(3))
+    best = min(
+        TOT(0.025, distortion="adult").fit(adult_train, schema).fit_seconds_ for _ in range(3)
+    )
     assert best < 0.5  # 0.2 s in the benchmark on a quiet machine; slack for busy CI
 
 
@@ -196,9 +213,12 @@ def test_chain_runs_tot_on_the_synthetic_table_only() -> None:
     from thirdparty_synth import IndependentMarginals
 
     schema, df = toy_schema(), toy_table(1000, seed=2)
-    chain = safes_framework.SafesChain(IndependentMarginals(epsilon=1.0, delta=1e-6),
-                                       TOT(0.05, distortion=TOY_DIST), seed=3,
-                                       plugin_manager=light_manager())
+    chain = safes_framework.SafesChain(
+        IndependentMarginals(epsilon=1.0, delta=1e-6),
+        TOT(0.05, distortion=TOY_DIST),
+        seed=3,
+        plugin_manager=light_manager(),
+    )
     release = chain.run(df, schema)
     schema.validate(release.data)
     assert release.run.fairness == "tot" and release.run.fairness_params["eta"] == 0.05
