@@ -28,9 +28,10 @@ Clique = tuple[str, ...]
 MEASURE_SHARE = 0.9
 #: Rounds per column when `rounds` is not given (T = 16 d, as in the paper).
 ROUNDS_PER_COLUMN = 16
-#: Estimation engines: "dense" fits the full joint table (one compilation per run), "graph"
-#: the graphical model of the measured cliques (one compilation per set of measured cliques).
-ENGINES = ("auto", "dense", "graph")
+#: Estimation engines, all mbi's mirror descent (same iterates): "tree" (in numpy on the junction
+#: tree of the measured cliques), "dense" (in numpy on the full joint table: small domains),
+#: "mbi" (mbi itself, JAX: one compilation per set of measured cliques; slow on CPU).
+ENGINES = ("auto", "dense", "mbi", "tree")
 #: "auto" uses the dense engine when the full joint has at most this many cells.
 DENSE_MAX_CELLS = 1 << 15
 #: Mirror-descent iterations per round are max_iters / ROUND_ITERS_DIVISOR (warm-started).
@@ -38,6 +39,8 @@ ROUND_ITERS_DIVISOR = 4
 #: Per-round estimation stops early when the loss improves by less than this (relative)
 #: over two consecutive blocks of mbi's CALLBACK_EVERY iterations.
 ROUND_TOL = 1e-4
+
+CARRY_STEP_SIZE = True
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -274,7 +277,7 @@ class AIM(Synthesizer):
         cells = math.prod(data.sizes.values())
         engine = self.engine
         if engine == "auto":
-            engine = "dense" if cells <= DENSE_MAX_CELLS else "graph"
+            engine = "dense" if cells <= DENSE_MAX_CELLS else "tree"
         summary = {
             "columns": d, "workload": len(workload), "candidates": len(candidates),
             "rounds": rounds, "oneway_model_mb": oneway_mb, "joint_cells": cells,
@@ -294,15 +297,7 @@ class AIM(Synthesizer):
         dom = _mbi.domain(data.sizes)
         acc = data.accountant
 
-        if plan["engine"] == "dense":
-            dense = _mbi.DenseEstimator(dom, list(candidates) + [(c,) for c in columns])
-
-            def fit_model(log: _mbi.MeasurementLog, iters: int, warm: Any, tol: Any) -> Any:
-                return dense.estimate(log, iters=iters, warm_start=warm, tol=tol)
-        else:
-            def fit_model(log: _mbi.MeasurementLog, iters: int, warm: Any, tol: Any) -> Any:
-                return _mbi.estimate_graph(dom, log, iters=iters, warm_start=warm, tol=tol)
-
+        engine = _engine(plan["engine"], dom, list(candidates) + [(c,) for c in columns])
         round_iters = max(1, self.max_iters // ROUND_ITERS_DIVISOR)
         rho = acc.plan_zcdp()
         sigma = math.sqrt(rounds / (2.0 * MEASURE_SHARE * rho))
@@ -313,8 +308,8 @@ class AIM(Synthesizer):
         for m in data.measure([(c,) for c in columns], sigma, label="one-way marginals"):
             log.add(m.clique, m.values, m.sigma)
         rho_used = d / (2.0 * sigma**2)
-        model = fit_model(log, self.max_iters, None, None)
-        marginals = _mbi.TreeMarginals(model)
+        model = engine.fit(log, self.max_iters, None, None)
+        marginals = engine.marginals(model)
         sizes = _mbi.ModelSizeCache(dom)
         joint_mb = d * math.prod(data.sizes.values()) * 8 / 2**20  # bounds any junction tree's size
 
@@ -352,8 +347,8 @@ class AIM(Synthesizer):
             (m,) = data.measure([chosen], sigma, label=f"round {t} measurement")
             log.add(m.clique, m.values, m.sigma)
             before = estimates[chosen]
-            model = fit_model(log, round_iters, model, ROUND_TOL)
-            marginals = _mbi.TreeMarginals(model)
+            model = engine.fit(log, round_iters, model, ROUND_TOL)
+            marginals = engine.marginals(model)
             after = marginals.vector(chosen)
             cells = data.domain_size(chosen)
             annealed = False
@@ -363,13 +358,15 @@ class AIM(Synthesizer):
             if annealed:
                 sigma /= 2.0
                 eps *= 2.0
+            logger.debug("aim round %d: %s, %d candidates, sigma %.4g, eps %.4g, %s", t, chosen,
+                         len(allowed), sigma, eps, "annealed" if annealed else "")
             ctx.progress(
                 t, rounds if not final else t,
                 f"aim: round {t} measured {chosen}; budget used {min(1.0, rho_used / rho):.1%}",
             )
 
-        model = fit_model(log, self.max_iters, model, None)
-        self._marginals = _mbi.TreeMarginals(model)
+        model = engine.fit(log, self.max_iters, model, None)
+        self._marginals = engine.marginals(model)
         self._columns = columns
         self.history_ = history
         self.cliques_ = log.cliques
@@ -382,6 +379,30 @@ class AIM(Synthesizer):
             raise SafesError("aim: call fit() before sample()")
         data = _mbi.sample_tree(self._marginals, rows, rng)
         return np.stack([data[c] for c in self._columns], axis=1)
+
+
+class _Engine:
+    """Fits a model to a measurement log and answers its marginals (see `ENGINES`)."""
+
+    def __init__(self, fit: Any, marginals: Any) -> None:
+        self.fit = fit
+        self.marginals = marginals
+
+
+def _engine(name: str, dom: Any, cliques: list[Clique]) -> _Engine:
+    if name == "mbi":
+        return _Engine(
+            lambda log, iters, warm, tol: _mbi.estimate_graph(
+                dom, log, iters=iters, warm_start=warm, tol=tol),
+            _mbi.TreeMarginals.from_model,
+        )
+    md = _mbi.DenseMirrorDescent(dom, cliques) if name == "dense" else _mbi.TreeMirrorDescent(dom)
+
+    def fit(log: Any, iters: int, warm: Any, tol: Any) -> Any:
+        step = warm.step_size if (warm is not None and CARRY_STEP_SIZE) else None
+        return md.estimate(log, iters=iters, warm_start=warm, tol=tol, step_size=step)
+
+    return _Engine(fit, lambda fit: fit.marginals)
 
 
 @hookimpl
