@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from safes_plugins._distortion import FORBIDDEN, Distortion, Moves, Ordinal
 from safes_plugins._lp_solvers import solve
-from safes_plugins._tot_lp import TotProgram
+from safes_plugins._tot_lp import Targets, TotProgram
 from safes_plugins.tot import TOT
 
 from safes_framework import datasets
@@ -245,3 +245,17 @@ def test_integer_domain_columns_and_unobserved_values() -> None:
         df, schema, dist.matrix(schema, ("x", "y")), 0.12, "difference", tot.clist, tot.dlist
     )
     assert tot.objective_value_ == pytest.approx(want, abs=1e-6)
+
+
+def test_pruning_dominated_moves_keeps_the_optimum() -> None:
+    schema, df = toy_schema(), toy_table(400, seed=11)
+    df = df[df.edu < 3]  # edu 3 and 4 unobserved: moves there are dominated or needed
+    tot = TOT(0.05, distortion=TOY_DIST).fit(df, schema)
+    p = tot.program_
+    src = np.repeat(np.arange(len(p.cells.source_cell)), np.diff(p.targets.ptr))
+    spec_src, codes, cost = TOY_DIST.targets(schema, tot.xy_columns_, p.cells.source_codes, 2.99)
+    full = Targets.build(p.cells, spec_src, codes, cost, tot.cell_sizes_, prune=False)
+    assert len(full.cell) > len(src)  # something was pruned
+    prog = TotProgram(p.cells, full, p.constraint, p.thresholds, p.bounds, False)
+    res = solve(prog.lp(0.05)[0], "highs")
+    assert res.objective == pytest.approx(tot.objective_value_, abs=1e-9)
