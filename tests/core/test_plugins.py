@@ -10,11 +10,12 @@ import pytest
 from thirdparty_synth import IndependentMarginals
 
 import safes_framework
-from safes_framework import hookimpl
+from safes_framework import SafesChain, hookimpl
 from safes_framework.base import FairnessTransformer, Synthesizer
 from safes_framework.errors import ConfigError, PluginError, UnknownPluginError
 from safes_framework.plugins import DEFAULT_PLUGINS, PluginManager
 from safes_framework.registry import Registry
+from safes_framework.testing import toy_schema, toy_table
 
 
 class _Plugin:
@@ -102,7 +103,7 @@ def test_third_party_plugin_through_entry_point(
         tmp_path,
         "safes_thirdparty",
         """
-        from safes_framework import hookimpl
+        from safes_framework import SafesChain, hookimpl
         from safes_framework.registry import Registry
 
         @hookimpl
@@ -117,6 +118,10 @@ def test_third_party_plugin_through_entry_point(
     entry = pm.synthesizers.entry("independent")
     assert entry.plugin == "safes_thirdparty"
     assert pm.origin("safes_thirdparty") == "entry point (safes_thirdparty)"
+    # ...and runs in a chain like any built-in.
+    synth = pm.synthesizers.create("independent", epsilon=1.0, delta=1e-6)
+    release = SafesChain(synth, seed=0, plugin_manager=pm).run(toy_table(300), toy_schema())
+    assert len(release.data) == 300 and release.privacy.epsilon <= 1.0 + 1e-9
     sys.modules.pop("safes_thirdparty", None)
 
 
