@@ -224,3 +224,34 @@ def test_chain_runs_tot_on_the_synthetic_table_only() -> None:
     assert release.run.fairness == "tot" and release.run.fairness_params["eta"] == 0.05
     q = release.data.groupby(["sex", "race"])["income"].mean()
     assert q.max() - q.min() < 0.05 + 0.08
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args", [["--fairness", "tot", "--eta", "0.2"], ["--fairness", "reweighing"]]
+)
+def test_cli_runs_the_fairness_stage(tmp_path, args) -> None:
+    from safes_framework.cli import main
+
+    out = tmp_path / "release"
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "compas",
+            "--epsilon",
+            "1",
+            "--seed",
+            "0",
+            *args,
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["fairness"]["name"] == args[1]
+    release = pd.read_csv(out / "release.csv")
+    assert len(release) == 5278
+    assert ("weight" in release.columns) == (args[1] == "reweighing")
