@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -129,10 +129,11 @@ class Moves:
         """(size, size) costs, rows old code, columns new code."""
         out = np.full((col.size, col.size), float(self.change))
         np.fill_diagonal(out, 0.0)
-        if self.costs:
-            olds = col.encode(pd.Series([o for o, _, _ in self.costs], dtype=object))
-            news = col.encode(pd.Series([n for _, n, _ in self.costs], dtype=object))
-            out[olds, news] = [c for _, _, c in self.costs]  # type: ignore[misc]
+        triples = cast(tuple[tuple[Scalar, Scalar, float], ...], self.costs)
+        if triples:
+            olds = col.encode(pd.Series([o for o, _, _ in triples], dtype=object))
+            news = col.encode(pd.Series([n for _, n, _ in triples], dtype=object))
+            out[olds, news] = [c for _, _, c in triples]
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -424,8 +424,8 @@ class TotProgram:
                 "discrimination gap",
                 gap,
                 np.full(L, -inf),
-                np.zeros(L) if minimize else np.full(L, float(eta)),
-            )  # type: ignore[arg-type]
+                np.zeros(L) if eta is None else np.full(L, float(eta)),
+            )
         else:
             py = np.tile(c.label_marginal, self.K)
             if minimize:  # p(y)(1 - t) <= Q <= p(y)(1 + t)

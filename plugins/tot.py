@@ -172,7 +172,8 @@ class TOT(FairnessTransformer):
             InfeasibleError: no map meets the bounds (names the binding family, what to relax).
             SolverError: the solver failed; names it and suggests another.
             ConfigError: bad distortion for this schema, or a domain too large to index.
-            DataError: `data` does not fit `schema`.
+            DataError: `data` does not fit `schema`, or a group has no rows and
+                `missing_groups="raise"`.
         """
         start = time.perf_counter()
         if not isinstance(schema, Schema):
