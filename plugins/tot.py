@@ -176,6 +176,7 @@ class TOT(FairnessTransformer):
                 `missing_groups="raise"`.
         """
         start = time.perf_counter()
+        self._fitted = False  # a failed re-fit must not leave the previous map usable
         if not isinstance(schema, Schema):
             raise ConfigError(f"tot: schema must be a safes_framework.Schema, got {schema!r}")
         self.schema_ = schema
@@ -210,9 +211,9 @@ class TOT(FairnessTransformer):
             s = int(np.flatnonzero(deg == 0)[0])
             raise InfeasibleError(
                 f"tot: infeasible: the cell {self._labels(cells.source_codes[s])} has no allowed "
-                f"move: every target, staying put included, costs >= {forbidden_at:g}, which "
-                "dlist bounds by 0. Give staying put a cost of 0 in the distortion, or a "
-                "positive bound to that threshold"
+                f"move: every target, staying put included, is forbidden (cost FORBIDDEN, or "
+                f">= {forbidden_at:g} where dlist bounds by 0). Give staying put a cost of 0 "
+                "in the distortion, or a positive bound to that threshold"
             )
         binding = [
             (c, d)

@@ -8,7 +8,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
-from safes_plugins._distortion import FORBIDDEN, Distortion, Moves, Ordinal
+from safes_plugins._distortion import FORBIDDEN, Distortion, FunctionDistortion, Moves, Ordinal
 from safes_plugins._lp_solvers import solve
 from safes_plugins._tot_lp import Targets, TotProgram
 from safes_plugins.tot import TOT
@@ -259,3 +259,11 @@ def test_pruning_dominated_moves_keeps_the_optimum() -> None:
     prog = TotProgram(p.cells, full, p.constraint, p.thresholds, p.bounds, False)
     res = solve(prog.lp(0.05)[0], "highs")
     assert res.objective == pytest.approx(tot.objective_value_, abs=1e-9)
+
+
+def test_a_cell_without_any_allowed_move_is_named() -> None:
+    stuck = Distortion((Moves("y", change=FORBIDDEN),), name="stuck")
+    assert TOT(0.5, distortion=stuck, clist=(), dlist=()).fit(hand_table(), HAND)
+    everything = FunctionDistortion(lambda old, new: FORBIDDEN)
+    with pytest.raises(InfeasibleError, match=r"cell \{'y': \d\} has no allowed move"):
+        TOT(0.5, distortion=everything, clist=(), dlist=()).fit(hand_table(), HAND)
