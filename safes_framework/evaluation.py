@@ -20,6 +20,7 @@ that cannot be computed) is recorded as a row with status "failed" and its reaso
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -323,24 +324,24 @@ def split(
     return train, test, datasets.schema(dataset)
 
 
-_PREPARED = False
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context with one BLAS/OpenMP thread per library (restored on exit).
 
-
-def _prepare_process() -> None:
-    """Once per worker process: one BLAS thread (the models here are tiny; threads only add
-    overhead and oversubscribe the cores the other workers use)."""
-    global _PREPARED
-    if _PREPARED:
-        return
-    _PREPARED = True
+    The models and marginals here are tiny: extra BLAS threads only add synchronisation
+    overhead (scipy's L-BFGS-B runs ~50x slower with two OpenBLAS threads on a busy 2-core
+    machine) and oversubscribe the cores the other sweep workers use. The libraries are loaded
+    first, since a limit only reaches libraries already loaded. Set $SAFES_KEEP_THREADS to opt
+    out.
+    """
     if os.environ.get("SAFES_KEEP_THREADS"):
-        return
+        return contextlib.nullcontext()
     try:
+        import scipy.optimize  # noqa: F401  (loads scipy's OpenBLAS)
+        import sklearn.linear_model  # noqa: F401
         from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
-    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        logger.debug("could not limit BLAS threads", exc_info=True)
+    except ImportError:  # pragma: no cover - both ship with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
 
 
 # -- one repeat -----------------------------------------------------------------------------------
@@ -364,10 +365,14 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
         whose release could not be made gets one row with metric "*" and status "failed"; a
         metric that failed gets one row with key "*" and status "failed"; both carry the reason.
     """
+    with one_blas_thread():
+        return _run_unit(unit, strict)
+
+
+def _run_unit(unit: Unit, strict: bool) -> list[dict[str, Any]]:
     from .chain import SafesChain, _fairness_stage
     from .plugins import get_plugin_manager
 
-    _prepare_process()
     pm = get_plugin_manager()
     proto = unit.protocol
     train, test, schema = split(unit.dataset, proto.test_size, proto.random_state)

@@ -87,9 +87,7 @@ def failures(rows: pd.DataFrame) -> pd.DataFrame:
     bad = rows[rows["status"] == "failed"]
     failed = bad.groupby(keys, dropna=False)["cell"].nunique().rename("failed")
     release = bad[bad["metric"] == "*"].groupby(keys, dropna=False)["cell"].nunique()
-    reasons = bad.groupby(keys, dropna=False)["reason"].agg(
-        lambda r: "; ".join(f"{n}x {_short(t)}" for t, n in r.value_counts().head(3).items())
-    )
+    reasons = bad.groupby(keys, dropna=False)["reason"].agg(_reasons)
     out = pd.concat(
         [cells, failed, release.rename("release_failed"), reasons.rename("reasons")], axis=1
     ).reset_index()
@@ -101,6 +99,17 @@ def failures(rows: pd.DataFrame) -> pd.DataFrame:
         .drop(columns="order")
         .reset_index(drop=True)
     )
+
+
+def _reasons(reasons: pd.Series) -> str:
+    """The most frequent kinds of failure ("stage: ExceptionType") with counts and an example."""
+    kinds = reasons.str.split(": ", n=2).str[:2].str.join(": ")
+    out = []
+    for kind, n in kinds.value_counts().head(3).items():
+        example = reasons[kinds == kind].iloc[0]
+        detail = example[len(kind) + 2 :]
+        out.append(f"{n}x {kind}" + (f" (e.g. {_short(detail)})" if detail else ""))
+    return "; ".join(out)
 
 
 def _short(reason: str, width: int = 140) -> str:
