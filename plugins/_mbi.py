@@ -656,7 +656,8 @@ class TreeMirrorDescent:
             iters: at most this many iterations (rounded up to a multiple of CALLBACK_EVERY).
             warm_start: start from this fit's potentials instead of the uniform model.
             tol: stop early (mbi's rule) when the loss stops improving by this relative amount.
-            step_size: initial step size (default mbi's 2 / (L N)).
+            step_size: a larger initial step size than mbi's 2 / (L N) to start from (e.g. the
+                last step size of the warm start's fit); the smaller one is ignored.
         """
         dom = self.domain
         cliques = tuple(
@@ -696,7 +697,7 @@ class TreeMirrorDescent:
                 return True
             return False
 
-        alpha = 2.0 / (lipschitz * total) if step_size is None else step_size
+        alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
         alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
         potentials = {
             c: state["theta"][slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
@@ -794,7 +795,7 @@ class DenseMirrorDescent:
                 return True
             return False
 
-        alpha = 2.0 / (lipschitz * total) if step_size is None else step_size
+        alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
         alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
         table = state["p"].reshape(self.shape)
         return TreeFit(

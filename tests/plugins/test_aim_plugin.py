@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from safes_plugins.aim import AIM
 
 import safes_framework
-from safes_framework import Categorical, Integer, Schema, SafesChain, StageContext
+from safes_framework import Categorical, Integer, SafesChain, Schema, StageContext
 from safes_framework.access import InMemorySource
 from safes_framework.cli import main
 from safes_framework.errors import ConfigError, SafesError
@@ -20,7 +21,6 @@ from safes_framework.plugins import PluginManager
 from safes_framework.primitives import PrivateTable
 from safes_framework.privacy import RDPAccountant
 from safes_framework.testing import check_synthesizer, toy_schema, toy_table
-from safes_plugins.aim import AIM
 
 FAST = {"max_iters": 200}
 
