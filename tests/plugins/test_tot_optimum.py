@@ -267,3 +267,30 @@ def test_a_cell_without_any_allowed_move_is_named() -> None:
     everything = FunctionDistortion(lambda old, new: FORBIDDEN)
     with pytest.raises(InfeasibleError, match=r"cell \{'y': \d\} has no allowed move"):
         TOT(0.5, distortion=everything, clist=(), dlist=()).fit(hand_table(), HAND)
+
+
+@pytest.mark.parametrize("constraint, eta", [("difference", 0.08), ("ratio", 0.3)])
+def test_three_valued_label_matches_the_dense_formulation(constraint: str, eta: float) -> None:
+    schema = Schema(
+        columns=(
+            Categorical("d", (0, 1)),
+            Integer("x", 0, 3),
+            Categorical("y", ("lo", "mid", "hi")),
+        ),
+        protected=("d",),
+        label="y",
+        favorable="hi",
+    )
+    rng = np.random.default_rng(1)
+    d = rng.integers(0, 2, 500)
+    mid_or_lo = np.where(rng.random(500) < 0.5, "mid", "lo")
+    y = np.where(rng.random(500) < 0.2 + 0.25 * d, "hi", mid_or_lo)
+    df = pd.DataFrame({"d": d, "x": rng.integers(0, 4, 500), "y": y})
+    dist = Distortion((Ordinal("x", up=(1.0, 3.0)), Moves("y", change=1.0)), combine="max")
+    tot = TOT(eta, distortion=dist, constraint=constraint).fit(df, schema)
+    assert tot.program_.aggregate and tot.program_.L == 3
+    want = dense_optimum(
+        df, schema, dist.matrix(schema, ("x", "y")), eta, constraint, tot.clist, tot.dlist
+    )
+    assert tot.objective_value_ == pytest.approx(want, abs=1e-6)
+    assert tot.discrimination_ <= eta + 1e-7
