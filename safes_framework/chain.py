@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -169,6 +170,9 @@ class SafesChain:
                 output = _fairness_stage(
                     self.fairness, synthetic, schema, np.random.default_rng(fair_seq)
                 )
+            # Settings resolved while fitting (e.g. an automatic choice) are what the release
+            # should record.
+            run = dataclasses.replace(run, fairness_params=self.fairness.params())
 
         spent = accountant.epsilon(budget[1])
         privacy = PrivacyReport(
