@@ -141,13 +141,12 @@ class AIM(Synthesizer):
         max_model_size: largest junction tree (in MB) the model may grow to.
         rounds: the round budget T (default 16 x number of columns); each round's share of the
             budget is 1/T of the total, so fewer rounds means less noise per round.
-        max_iters: mirror-descent iterations of the initial and final estimation (each round
-            warm-starts from the previous model with a quarter of them, stopping early once
-            converged).
+        max_iters: mirror-descent iterations of the initial and final estimation; each round
+            warm-starts from the previous model with a quarter of them.
         workload: marginals to target instead of the default: column-name lists, or
             (columns, weight) pairs.
-        engine: "auto" (default), "dense" (fit the full joint table: small domains) or "graph"
-            (fit the graphical model of the measured marginals).
+        engine: "auto" (default: "dense" up to DENSE_MAX_CELLS joint cells, else "tree"),
+            "dense", "tree" or "mbi"; see ENGINES.
     """
 
     name = "aim"
