@@ -209,15 +209,15 @@ class AIM(Synthesizer):
         if self.workload is None:
             k = min(self.degree, len(columns))
             combos = list(itertools.combinations(columns, k))
-            work = [(cl, 1.0) for cl in combos if data.domain_size(cl) <= self.max_cells]
-            if not work:
+            default = [(cl, 1.0) for cl in combos if data.domain_size(cl) <= self.max_cells]
+            if not default:
                 smallest = min(data.domain_size(cl) for cl in combos)
                 raise ConfigError(
                     f"aim: every {k}-way marginal has more than max_cells={self.max_cells} "
                     f"cells (the smallest has {smallest}); raise max_cells to at least "
                     f"{smallest} or lower degree"
                 )
-            return work
+            return default
         work: dict[Clique, float] = {}
         for cols, weight in self.workload:
             unknown = [c for c in cols if c not in order]
