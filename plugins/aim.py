@@ -245,8 +245,9 @@ class AIM(Synthesizer):
     def preflight(self, data: PrivateTable) -> dict[str, Any]:
         """Check that the settings can run on `data`'s schema, before any budget is spent.
 
-        Returns a summary: workload and candidate counts, the round budget T, the size of the
-        one-way model, the engine, and workload marginals too large to ever be measured.
+        Returns a summary: workload and candidate counts, the round budget T, the rounds run
+        if AIM never anneals, the sizes (MB) of the one-way model and of a model of the whole
+        workload, the engine, and workload marginals too large to ever be measured.
 
         Raises:
             ConfigError: the workload is empty or names unknown columns, `rounds` is below the
@@ -288,11 +289,17 @@ class AIM(Synthesizer):
         engine = self.engine
         if engine == "auto":
             engine = "dense" if cells <= DENSE_MAX_CELLS else "tree"
+        workload_mb = _mbi.model_size_mb(dom, oneway + [cl for cl, _ in workload])
+        if workload_mb > self.max_model_size:
+            logger.info(
+                "aim: a model of the whole workload would need %.3g MB, above max_model_size=%g "
+                "MB; AIM will measure the marginals that fit", workload_mb, self.max_model_size,
+            )
         summary = {
             "columns": d, "workload": len(workload), "candidates": len(candidates),
             "rounds": rounds, "max_rounds": _max_rounds(d, rounds),
-            "oneway_model_mb": oneway_mb, "joint_cells": cells, "engine": engine,
-            "never_measurable": too_big,
+            "oneway_model_mb": oneway_mb, "workload_model_mb": workload_mb,
+            "joint_cells": cells, "engine": engine, "never_measurable": too_big,
         }
         logger.info("aim pre-flight: %s", summary)
         return summary

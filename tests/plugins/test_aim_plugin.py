@@ -165,15 +165,18 @@ def test_constant_column_and_single_category_column_work() -> None:
     schema = Schema(columns=(
         Categorical("one", ("only",)),
         Integer("x", 0, 3),
+        Integer("k", 0, 9),
         Categorical("y", (0, 1)),
     ), protected=("one",), label="y", favorable=1)
     rng = np.random.default_rng(1)
     x = rng.integers(0, 2, 600)  # x never takes 2 or 3
-    table = pd.DataFrame({"one": ["only"] * 600, "x": x, "y": (x + rng.integers(0, 2, 600)) % 2})
-    synth, data = _fit(table, schema)
+    table = pd.DataFrame({"one": ["only"] * 600, "x": x, "k": [7] * 600,
+                          "y": (x + rng.integers(0, 2, 600)) % 2})
+    synth, data = _fit(table, schema, epsilon=5.0)
     out = synth.sample(600, np.random.default_rng(0))
     assert (out[:, 0] == 0).all()
-    assert 1.0 - 1e-6 <= data.accountant.epsilon(1e-9) <= 1.0
+    assert (out[:, 2] == 7).mean() > 0.9  # the constant column stays (nearly) constant
+    assert 5.0 - 1e-6 <= data.accountant.epsilon(1e-9) <= 5.0
 
 
 def test_single_column_source_works() -> None:
