@@ -32,8 +32,9 @@ ROUNDS_PER_COLUMN = 16
 #: tree of the measured cliques), "dense" (in numpy on the full joint table: small domains),
 #: "mbi" (mbi itself, JAX: one compilation per set of measured cliques; slow on CPU).
 ENGINES = ("auto", "dense", "mbi", "tree")
-#: "auto" uses the dense engine when the full joint has at most this many cells.
-DENSE_MAX_CELLS = 1 << 15
+#: "auto" uses the dense engine when (cells of the full joint) x (candidates) is at most this:
+#: one dense iteration costs about that many operations.
+DENSE_MAX_WORK = 1 << 21
 #: Mirror-descent iterations per round are max_iters / ROUND_ITERS_DIVISOR, warm-started from
 #: the previous round's model (the reference runs max_iters every round; see docs/aim.md for
 #: the measured accuracy of both).
@@ -145,7 +146,8 @@ class AIM(Synthesizer):
             warm-starts from the previous model with a quarter of them.
         workload: marginals to target instead of the default: column-name lists, or
             (columns, weight) pairs.
-        engine: "auto" (default: "dense" up to DENSE_MAX_CELLS joint cells, else "tree"),
+        engine: "auto" (default: "dense" while joint cells x candidates <= DENSE_MAX_WORK, else
+            "tree"),
             "dense", "tree" or "mbi"; see ENGINES.
     """
 
@@ -288,7 +290,7 @@ class AIM(Synthesizer):
         cells = math.prod(data.sizes.values())
         engine = self.engine
         if engine == "auto":
-            engine = "dense" if cells <= DENSE_MAX_CELLS else "tree"
+            engine = "dense" if cells * len(candidates) <= DENSE_MAX_WORK else "tree"
         workload_mb = _mbi.model_size_mb(dom, oneway + [cl for cl, _ in workload])
         if workload_mb > self.max_model_size:
             logger.info(
