@@ -327,8 +327,6 @@ class JunctionTree:
         )
         # Collect (leaves to root) then distribute, per component rooted at its largest node.
         self.component: dict[Clique, int] = {}
-        self.schedule: list[tuple[Clique, Clique, tuple[int, ...], tuple[int, ...],
-                                  tuple[int, ...], tuple[int, ...]]] = []
         self.roots: list[Clique] = []
         self.children: dict[Clique, list[Clique]] = {n: [] for n in self.nodes}
         for k, comp in enumerate(nx.connected_components(self.graph)):
@@ -457,8 +455,7 @@ class TreeMarginals:
     def _subtree(self, clique: Clique, component: int) -> nx.Graph:
         """A small subtree of one component whose nodes together cover `clique`."""
         tree = self.tree.graph.subgraph(
-            [n for n in self.tree.graph.nodes
-             if self.tree.component[tuple(self.domain.canonical(n))] == component]
+            [n for n in self.nodes if self.tree.component[n] == component]
         ).copy()
         wanted = set(clique)
         pruned = True
@@ -478,15 +475,17 @@ class TreeMarginals:
             return self._project(min(hosts, key=self.domain.size), clique)
         first = next(n for n in self.nodes if clique[0] in n)
         tree = self._subtree(clique, self.tree.component[first])
-        letters = {a: _LETTERS[k] for k, a in enumerate(self.domain.attributes)}
+        involved = sorted(set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index)
+        if len(involved) > len(_LETTERS):
+            raise ValueError(f"marginal {clique} spans {len(involved)} attributes of the model; "
+                             f"at most {len(_LETTERS)} are supported")
+        letters = dict(zip(involved, _LETTERS, strict=False))
         arrays: list[np.ndarray] = []
         specs: list[str] = []
         for n in tree.nodes:
-            n = tuple(self.domain.canonical(n))
             arrays.append(self.tables[n] / self.total)
             specs.append("".join(letters[a] for a in n))
         for a, b in tree.edges:
-            a = tuple(self.domain.canonical(a))
             sep = tuple(x for x in a if x in b)
             if not sep:
                 continue
