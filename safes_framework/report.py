@@ -298,7 +298,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     fails = failures(rows)
-    summary.to_csv(out / "summary.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     fails.to_csv(out / "failures.csv", index=False)
     datasets = list(dict.fromkeys(rows["dataset"]))
     chosen = {
