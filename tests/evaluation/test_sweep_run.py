@@ -176,3 +176,19 @@ def test_dask_local_cluster_gives_the_serial_results(tmp_path: Path) -> None:
 def test_unknown_executor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="executor"):
         run_sweep(ORIGINAL_ONLY, tmp_path, executor="spark")
+
+
+def test_reweighing_weights_reach_the_metrics(tmp_path: Path) -> None:
+    config = SweepConfig.from_dict(
+        {
+            "sweep": {"datasets": ["compas"], "epsilons": [], "repeats": 1},
+            "fairness": {"name": "reweighing", "eta_param": "none"},
+            "metrics": {"use": ["mean_outcome_difference", "model_fairness"]},
+        }
+    )
+    run_sweep(config, tmp_path, executor="serial")
+    df = read_results(tmp_path)
+    fair = df[(df["setting"] == "fair") & (df["metric"] == "mean_outcome_difference")]
+    assert fair["value"].abs().max() < 1e-9  # reweighing equalises weighted outcome rates
+    assert fair["measured_on"].str.contains("weighted by its sample weights").all()
+    assert fair["eta"].isna().all() and (fair["fairness"] == "reweighing").all()
