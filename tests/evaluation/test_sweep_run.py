@@ -192,3 +192,17 @@ def test_reweighing_weights_reach_the_metrics(tmp_path: Path) -> None:
     assert fair["value"].abs().max() < 1e-9  # reweighing equalises weighted outcome rates
     assert fair["measured_on"].str.contains("weighted by its sample weights").all()
     assert fair["eta"].isna().all() and (fair["fairness"] == "reweighing").all()
+
+
+@pytest.mark.slow
+def test_dask_runs_on_an_existing_cluster_given_by_address(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        summary = run_sweep(
+            ORIGINAL_ONLY, tmp_path, executor="dask", scheduler=cluster.scheduler_address
+        )
+        assert len(cluster.scheduler.workers) == 1  # the sweep used this cluster, left it up
+    assert summary.units_done == 3 and summary.units_lost == 0
+    assert read_results(tmp_path)["cell"].nunique() == 3
