@@ -112,21 +112,25 @@ class MeasurementLog:
 
     def __init__(self) -> None:
         self._weighted: dict[Clique, np.ndarray] = {}
-        self._precision: dict[Clique, float] = {}
+        self._precision: dict[Clique, np.ndarray] = {}
 
-    def add(self, clique: Sequence[str], values: np.ndarray, sigma: float) -> None:
-        """Record a measurement of `clique` (flattened counts plus N(0, sigma^2) noise)."""
+    def add(self, clique: Sequence[str], values: np.ndarray, sigma: float | np.ndarray) -> None:
+        """Record a measurement of `clique`: flattened counts plus N(0, sigma^2) noise.
+
+        `sigma` is one noise std for every cell, or one per cell (e.g. a cell that is the sum
+        of k merged cells, each with noise std s, has std s * sqrt(k)).
+        """
         clique = tuple(clique)
-        precision = 1.0 / float(sigma) ** 2
         values = np.asarray(values, dtype=np.float64).ravel()
+        precision = np.broadcast_to(1.0 / np.asarray(sigma, dtype=np.float64) ** 2, values.shape)
         if clique in self._weighted:
             if self._weighted[clique].shape != values.shape:
                 raise ValueError(f"measurement of {clique} changed size")
             self._weighted[clique] = self._weighted[clique] + precision * values
-            self._precision[clique] += precision
+            self._precision[clique] = self._precision[clique] + precision
         else:
             self._weighted[clique] = precision * values
-            self._precision[clique] = precision
+            self._precision[clique] = precision.copy()
 
     def __contains__(self, clique: object) -> bool:
         return clique in self._precision
@@ -139,17 +143,28 @@ class MeasurementLog:
         """The measured cliques, in the order they were first measured."""
         return tuple(self._precision)
 
-    def value(self, clique: Clique) -> tuple[np.ndarray, float]:
-        """The combined measurement of `clique` and its noise std."""
+    def value(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
+        """The combined measurement of `clique` and its per-cell noise std."""
         precision = self._precision[clique]
-        return self._weighted[clique] / precision, float(precision**-0.5)
+        return self._weighted[clique] / precision, precision**-0.5
 
     def measurements(self) -> list[mbi.LinearMeasurement]:
-        """The combined measurements as mbi `LinearMeasurement`s (one per clique)."""
+        """The combined measurements as mbi `LinearMeasurement`s (one per clique).
+
+        A clique with unequal per-cell stds becomes a weighted query with the smallest std:
+        ((w * mu - w * y) / s_min)^2 with w = s_min / s is the same loss term.
+        """
         out = []
         for clique in self._precision:
             y, sigma = self.value(clique)
-            out.append(mbi.LinearMeasurement(y, clique, stddev=sigma))
+            s_min = float(sigma.min())
+            if np.allclose(sigma, s_min, rtol=1e-12, atol=0.0):
+                out.append(mbi.LinearMeasurement(y, clique, stddev=s_min))
+            else:
+                w = s_min / sigma
+                out.append(
+                    mbi.LinearMeasurement(w * y, clique, stddev=s_min, query=mbi.WeightedQuery(w))
+                )
         return out
 
     def total(self) -> float:
@@ -171,8 +186,12 @@ def estimate_graph(
     for every later call with the same set.
     """
     return estimation.MirrorDescent().estimate(
-        dom, log.measurements(), known_total=log.total(), iters=iters,
-        warm_start=warm_start, tol=tol,
+        dom,
+        log.measurements(),
+        known_total=log.total(),
+        iters=iters,
+        warm_start=warm_start,
+        tol=tol,
     )
 
 
@@ -226,8 +245,7 @@ class JunctionTree:
         self.nodes: list[Clique] = list(self.graph.nodes)
         self.shapes = {n: tuple(dom[a] for a in n) for n in self.nodes}
         self.host = {
-            c: min((n for n in self.nodes if set(c) <= set(n)), key=dom.size)
-            for c in self.cliques
+            c: min((n for n in self.nodes if set(c) <= set(n)), key=dom.size) for c in self.cliques
         }
         self.offsets = _offsets([dom.size(n) for n in self.nodes], self.nodes)
         self.clique_offsets = _offsets([dom.size(c) for c in self.cliques], self.cliques)
@@ -257,14 +275,15 @@ class JunctionTree:
             for child in self.children[parent]:
                 sep = tuple(a for a in child if a in parent)
                 self._link[(parent, child)] = (
-                    tuple(k for k, a in enumerate(child) if a not in sep),   # child axes out
+                    tuple(k for k, a in enumerate(child) if a not in sep),  # child axes out
                     tuple(k for k, a in enumerate(parent) if a not in sep),  # parent axes out
                     _broadcast_shape(sep, child, dom),
                     _broadcast_shape(sep, parent, dom),
                 )
         # Post-order over all components: each child before its parent.
-        self.postorder = [n for root in self.roots
-                          for n in nx.dfs_postorder_nodes(self.graph, root)]
+        self.postorder = [
+            n for root in self.roots for n in nx.dfs_postorder_nodes(self.graph, root)
+        ]
         self.preorder = self.postorder[::-1]
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
@@ -354,10 +373,12 @@ class TreeMarginals:
         dom = model.domain
         cliques = [tuple(c) for c in model.potentials.cliques]
         tree = JunctionTree(dom, cliques)
-        theta = np.concatenate([
-            _expand_np(np.asarray(model.potentials[c].values), c, dom.canonical(c)).ravel()
-            for c in cliques
-        ])
+        theta = np.concatenate(
+            [
+                _expand_np(np.asarray(model.potentials[c].values), c, dom.canonical(c)).ravel()
+                for c in cliques
+            ]
+        )
         total = float(model.total)
         return cls(tree, tree.tables(tree.calibrate(theta, total)), total)
 
@@ -391,10 +412,14 @@ class TreeMarginals:
             return self._project(min(hosts, key=self.domain.size), clique)
         first = next(n for n in self.nodes if clique[0] in n)
         tree = self._subtree(clique, self.tree.component[first])
-        involved = sorted(set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index)
+        involved = sorted(
+            set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index
+        )
         if len(involved) > len(_LETTERS):
-            raise ValueError(f"marginal {clique} spans {len(involved)} attributes of the model; "
-                             f"at most {len(_LETTERS)} are supported")
+            raise ValueError(
+                f"marginal {clique} spans {len(involved)} attributes of the model; "
+                f"at most {len(_LETTERS)} are supported"
+            )
         letters = dict(zip(involved, _LETTERS, strict=False))
         arrays: list[np.ndarray] = []
         specs: list[str] = []
@@ -449,8 +474,12 @@ _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
 
 
 def _armijo_blocks(
-    step: Callable[[float], bool], loss: Callable[[], float], iters: int, tol: float | None,
-    alpha: float, patience: int = 2,
+    step: Callable[[float], bool],
+    loss: Callable[[], float],
+    iters: int,
+    tol: float | None,
+    alpha: float,
+    patience: int = 2,
 ) -> float:
     """mbi's mirror-descent schedule: blocks of CALLBACK_EVERY Armijo steps, optional `tol`.
 
@@ -487,7 +516,7 @@ class _Terms:
         route = mbi.clique_utils.clique_mapping(list(tree.cliques), measured, domain=dom)
         values = [log.value(c) for c in log.cliques]
         self.y = np.concatenate([v for v, _ in values])
-        self.precision = np.concatenate([np.full(v.size, 1.0 / s**2) for v, s in values])
+        self.precision = np.concatenate([1.0 / s**2 for _, s in values])
         offsets = _offsets([v.size for v, _ in values], measured)
         p_rows, p_cols, s_rows, s_cols = [], [], [], []
         for c in measured:
@@ -501,13 +530,17 @@ class _Terms:
         n_nodes = tree.offsets[tree.nodes[-1]][1]
         n_cliques = tree.clique_offsets[tree.cliques[-1]][1]
         self.project = sparse.csr_matrix(
-            (np.ones(sum(r.size for r in p_rows)), (np.concatenate(p_rows),
-                                                    np.concatenate(p_cols))),
+            (
+                np.ones(sum(r.size for r in p_rows)),
+                (np.concatenate(p_rows), np.concatenate(p_cols)),
+            ),
             shape=(n_meas, n_nodes),
         )
         self.spread = sparse.csr_matrix(
-            (np.ones(sum(r.size for r in s_rows)), (np.concatenate(s_rows),
-                                                    np.concatenate(s_cols))),
+            (
+                np.ones(sum(r.size for r in s_rows)),
+                (np.concatenate(s_rows), np.concatenate(s_cols)),
+            ),
             shape=(n_cliques, n_meas),
         )
 
@@ -588,15 +621,22 @@ class TreeMirrorDescent:
             for old, values in warm_start.potentials.items():
                 target = min((c for c in cliques if set(old) <= set(c)), key=dom.size)
                 view = theta[slice(*tree.clique_offsets[target])].reshape(
-                    tuple(dom[a] for a in target))
+                    tuple(dom[a] for a in target)
+                )
                 view += values.reshape(_broadcast_shape(old, target, dom))
 
         state: dict[str, Any] = {}
 
         def settle(new_theta: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
             g = terms.precision * (m - terms.y)
-            state.update(theta=new_theta, mu=mu, m=m, g=g,
-                         loss=0.5 * float(np.dot(g, m - terms.y)), grad=terms.spread @ g)
+            state.update(
+                theta=new_theta,
+                mu=mu,
+                m=m,
+                g=g,
+                loss=0.5 * float(np.dot(g, m - terms.y)),
+                grad=terms.spread @ g,
+            )
 
         mu = tree.calibrate(theta, total)
         settle(theta, mu, terms.project @ mu)
@@ -648,8 +688,9 @@ class DenseMirrorDescent:
             if tuple(dom.canonical(cl)) != cl:
                 raise ValueError(f"clique {cl} is not in the domain's attribute order")
             axes = [self.full.index(a) for a in cl]
-            local = np.ravel_multi_index(tuple(grid[k] for k in axes),
-                                         tuple(self.shape[k] for k in axes))
+            local = np.ravel_multi_index(
+                tuple(grid[k] for k in axes), tuple(self.shape[k] for k in axes)
+            )
             self._rows[cl] = sparse.csr_matrix(
                 (np.ones(cells), (local, np.arange(cells))), shape=(dom.size(cl), cells)
             )
@@ -677,7 +718,7 @@ class DenseMirrorDescent:
         transpose = matrix.T.tocsr()
         values = [log.value(c) for c in log.cliques]
         y = np.concatenate([v for v, _ in values])
-        precision = np.concatenate([np.full(v.size, 1.0 / s**2) for v, s in values])
+        precision = np.concatenate([1.0 / s**2 for _, s in values])
         total = log.total()
         lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(
             self.domain, log.measurements()
@@ -691,11 +732,15 @@ class DenseMirrorDescent:
 
         def settle(theta: np.ndarray, p: np.ndarray, m: np.ndarray) -> None:
             g = precision * (m - y)
-            state.update(theta=theta, p=p, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)),
-                         grad=transpose @ g)
+            state.update(
+                theta=theta, p=p, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)), grad=transpose @ g
+            )
 
-        theta0 = (np.zeros(int(np.prod(self.shape))) if warm_start is None
-                  else warm_start.potentials[self.full].ravel().copy())
+        theta0 = (
+            np.zeros(int(np.prod(self.shape)))
+            if warm_start is None
+            else warm_start.potentials[self.full].ravel().copy()
+        )
         p0 = joint(theta0)
         settle(theta0, p0, matrix @ p0)
 

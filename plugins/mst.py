@@ -15,7 +15,7 @@ from safes_framework.errors import ConfigError, SafesError
 from safes_framework.primitives import Measurement, PrivateTable
 from safes_framework.registry import Registry
 
-from ._jtree import JunctionTreeEstimator, Observation
+from . import _mbi
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ class MST(Synthesizer):
             raise ConfigError(f"mst: iters must be a positive integer, got {iters!r}")
         self.iters = iters
         self.compress = bool(compress)
-        self._engine: JunctionTreeEstimator | None = None
-        self._marginals: dict[tuple[str, ...], np.ndarray] = {}
+        self._model: _mbi.TreeMarginals | None = None
         self._mapping: dict[str, np.ndarray] = {}
         self._columns: tuple[str, ...] = ()
         self.cliques_: list[tuple[str, ...]] = []
@@ -77,19 +76,19 @@ class MST(Synthesizer):
                 if mp is not None:
                     mapping[m.clique[0]] = mp
         view = data.compressed(mapping) if mapping else data
-        observations = []
+        log = _mbi.MeasurementLog()
         for m in ones:
             col = m.clique[0]
             if col in mapping:
+                # The merged cell is the sum of k noisy cells: its noise std is sigma * sqrt(k).
                 merged = mapping[col] == mapping[col].max()
-                # The merged cell's noise has std sigma * sqrt(k): scaling its value and its
-                # query by 1/sqrt(k) keeps one noise scale per measurement.
-                scale = 1.0 / np.sqrt(merged.sum())
-                y = np.append(m.values[~merged], m.values[merged].sum() * scale)
-                w = np.append(np.ones(int((~merged).sum())), scale)
-                observations.append(Observation(m.clique, y, m.sigma, w))
+                y = np.append(m.values[~merged], m.values[merged].sum())
+                sd = np.append(
+                    np.full(int((~merged).sum()), m.sigma), m.sigma * np.sqrt(merged.sum())
+                )
+                log.add(m.clique, y, sd)
             else:
-                observations.append(Observation(m.clique, m.values, m.sigma))
+                log.add(m.clique, m.values, m.sigma)
         total = _total_estimate(ones)
 
         cliques: list[tuple[str, ...]] = []
@@ -98,10 +97,9 @@ class MST(Synthesizer):
             # The model fitted to one-way measurements alone is a product distribution: fit
             # each noisy one-way marginal to the simplex of the estimated total and multiply.
             probs = {}
-            for ob in observations:
-                w = np.ones(ob.values.size) if ob.weights is None else ob.weights**2
-                y = ob.values if ob.weights is None else ob.values / ob.weights
-                probs[ob.clique[0]] = _simplex_fit(y, w, total) / total
+            for (col,) in log.cliques:
+                y, sd = log.value((col,))
+                probs[col] = _simplex_fit(y, 1.0 / sd**2, total) / total
             estimates = {
                 (a, b): total * np.outer(probs[a], probs[b]).ravel()
                 for a, b in itertools.combinations(columns, 2)
@@ -119,19 +117,20 @@ class MST(Synthesizer):
             ctx.progress(2, 4, "measuring two-way marginals")
             sigma2 = float(np.sqrt((d - 1) / (2.0 * rho / 3.0)))
             twos = view.measure(cliques, sigma2, label="two-way marginals")
-            observations += [Observation(m.clique, m.values, m.sigma) for m in twos]
+            for m in twos:
+                log.add(m.clique, m.values, m.sigma)
         ctx.progress(3, 4, "estimating the graphical model")
-        self._engine = JunctionTreeEstimator(view.sizes, cliques)
-        _, self._marginals = self._engine.fit(observations, total, iters=self.iters)
+        engine = _mbi.TreeMirrorDescent(_mbi.domain(view.sizes))
+        self._model = engine.estimate(log, iters=self.iters).marginals
         self._mapping = mapping
         self._columns = columns
         self.cliques_ = cliques
         ctx.progress(4, 4, "done")
 
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
-        if self._engine is None:
+        if self._model is None:
             raise SafesError("mst: call fit() before sample()")
-        data = self._engine.sample(self._marginals, rows, rng)
+        data = _mbi.sample_tree(self._model, rows, rng)
         cols = []
         for c in self._columns:
             codes = data[c]

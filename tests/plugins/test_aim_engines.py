@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import mbi
 import numpy as np
 import pytest
 from safes_plugins import _mbi
@@ -48,8 +49,13 @@ def test_tree_marginals_match_the_brute_force_joint(dom) -> None:
     joint = _joint(dom, potentials, 1000.0)
     for r in (1, 2, 3):
         for clique in itertools.permutations(SIZES, r):
-            np.testing.assert_allclose(marginals(clique), _project(joint, dom, clique),
-                                       rtol=1e-9, atol=1e-9, err_msg=str(clique))
+            np.testing.assert_allclose(
+                marginals(clique),
+                _project(joint, dom, clique),
+                rtol=1e-9,
+                atol=1e-9,
+                err_msg=str(clique),
+            )
 
 
 def test_tree_marginals_read_an_mbi_model(dom) -> None:
@@ -58,9 +64,11 @@ def test_tree_marginals_read_an_mbi_model(dom) -> None:
     rng = np.random.default_rng(1)
     cliques = [("b", "a"), ("b", "c"), ("d", "e")]  # one clique out of the domain's order
     tables = {c: rng.normal(0, 1, tuple(SIZES[a] for a in c)) for c in cliques}
-    potentials = mbi.CliqueVector(dom, cliques, {
-        c: mbi.Factor(mbi.Domain(c, tuple(SIZES[a] for a in c)), tables[c]) for c in cliques
-    })
+    potentials = mbi.CliqueVector(
+        dom,
+        cliques,
+        {c: mbi.Factor(mbi.Domain(c, tuple(SIZES[a] for a in c)), tables[c]) for c in cliques},
+    )
     # from_model reads the potentials only; the stored marginals are not used.
     model = mbi.MarkovRandomField(potentials=potentials, marginals=potentials, total=500.0)
     ours = _mbi.TreeMarginals.from_model(model)
@@ -76,18 +84,46 @@ def test_measurement_log_combines_by_inverse_variance() -> None:
     log.add(("b",), np.array([1.0, 2.0, 3.0]), 3.0)
     y, sigma = log.value(("a",))
     np.testing.assert_allclose(y, [(10 / 4 + 14) / (1 / 4 + 1), (20 / 4 + 16) / (1 / 4 + 1)])
-    assert sigma == pytest.approx((1 / 4 + 1) ** -0.5)
+    np.testing.assert_allclose(sigma, (1 / 4 + 1) ** -0.5)
     assert log.cliques == (("a",), ("b",)) and len(log) == 2 and ("b",) in log
     assert len(log.measurements()) == 2
 
 
+def test_measurement_log_takes_per_cell_noise() -> None:
+    log = _mbi.MeasurementLog()
+    log.add(("a",), np.array([10.0, 20.0, 30.0]), np.array([1.0, 1.0, 2.0]))
+    y, sigma = log.value(("a",))
+    np.testing.assert_allclose(sigma, [1.0, 1.0, 2.0])
+    (m,) = log.measurements()
+    # Same loss term as the per-cell stds: ((w * mu - w * y) / s_min)^2, w = s_min / s.
+    mu = np.array([11.0, 18.0, 36.0])
+    expected = 0.5 * np.sum(((mu - y) / sigma) ** 2)
+    q = m.query(mbi.Factor(mbi.Domain(("a",), (3,)), mu))
+    got = 0.5 * np.sum(((np.asarray(q) - m.noisy_measurement) / m.stddev) ** 2)
+    assert got == pytest.approx(expected)
+
+
 def _log(dom, seed: int = 0) -> _mbi.MeasurementLog:
     rng = np.random.default_rng(seed)
-    truth = rng.dirichlet(np.ones(int(np.prod(list(SIZES.values()))))).reshape(
-        tuple(SIZES.values())) * 2000
+    truth = (
+        rng.dirichlet(np.ones(int(np.prod(list(SIZES.values()))))).reshape(tuple(SIZES.values()))
+        * 2000
+    )
     log = _mbi.MeasurementLog()
-    for clique in [("a",), ("b",), ("c",), ("d",), ("e",), ("f",), ("a", "b"), ("b", "c"),
-                   ("c", "d"), ("a", "d"), ("d", "e"), ("b", "c")]:
+    for clique in [
+        ("a",),
+        ("b",),
+        ("c",),
+        ("d",),
+        ("e",),
+        ("f",),
+        ("a", "b"),
+        ("b", "c"),
+        ("c", "d"),
+        ("a", "d"),
+        ("d", "e"),
+        ("b", "c"),
+    ]:
         counts = _project(truth, dom, clique).ravel()
         sigma = float(rng.choice([5.0, 10.0]))
         log.add(clique, counts + rng.normal(0, sigma, counts.size), sigma)
@@ -103,8 +139,13 @@ def test_tree_and_dense_mirror_descent_give_the_same_iterates(dom) -> None:
     dense = _mbi.DenseMirrorDescent(dom, everything).estimate(log, iters=150)
     assert tree.step_size == pytest.approx(dense.step_size, rel=1e-12)
     for clique in everything:
-        np.testing.assert_allclose(tree.marginals(clique), dense.marginals(clique), rtol=1e-7,
-                                   atol=1e-7, err_msg=str(clique))
+        np.testing.assert_allclose(
+            tree.marginals(clique),
+            dense.marginals(clique),
+            rtol=1e-7,
+            atol=1e-7,
+            err_msg=str(clique),
+        )
 
 
 def test_warm_start_continues_where_the_last_fit_stopped(dom) -> None:
@@ -143,8 +184,9 @@ def test_numpy_engines_reproduce_mbi_mirror_descent(dom) -> None:
     theirs = _mbi.estimate_graph(dom, log, iters=200)
     reference = _mbi.TreeMarginals.from_model(theirs)
     for clique in [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d"), ("d", "e"), ("f",)]:
-        np.testing.assert_allclose(ours.marginals(clique), reference(clique), rtol=1e-6,
-                                   atol=1e-6, err_msg=str(clique))
+        np.testing.assert_allclose(
+            ours.marginals(clique), reference(clique), rtol=1e-6, atol=1e-6, err_msg=str(clique)
+        )
 
 
 def test_sampling_follows_the_model_and_the_given_generator_only(dom) -> None:
@@ -160,8 +202,13 @@ def test_sampling_follows_the_model_and_the_given_generator_only(dom) -> None:
     assert all(np.array_equal(rows[a], again[a]) for a in SIZES)
     for clique in [("a", "b"), ("a", "c"), ("c", "d"), ("e", "f")]:
         shape = tuple(SIZES[a] for a in clique)
-        counts = np.bincount(np.ravel_multi_index(tuple(rows[a] for a in clique), shape),
-                             minlength=int(np.prod(shape))) / 40_000
+        counts = (
+            np.bincount(
+                np.ravel_multi_index(tuple(rows[a] for a in clique), shape),
+                minlength=int(np.prod(shape)),
+            )
+            / 40_000
+        )
         assert 0.5 * np.abs(counts - marginals.vector(clique)).sum() < 0.02, clique
 
 
@@ -170,5 +217,6 @@ def test_model_size_cache_matches_mbi(dom) -> None:
     measured = [("a", "b"), ("b", "c"), ("a",)]
     for extra in [("c", "d"), ("a", "c"), ("e",)]:
         assert cache.size_with(measured, extra) == _mbi.model_size_mb(
-            dom, [("a", "b"), ("b", "c"), extra])
+            dom, [("a", "b"), ("b", "c"), extra]
+        )
         assert cache.size_with(measured, extra) == cache.size_with(measured[::-1], extra)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from safes_plugins._jtree import JunctionTreeEstimator, Observation
+from safes_plugins import _mbi
 from safes_plugins.mst import _decompress, _simplex_fit, _support_mapping
 
 import safes_framework
@@ -93,24 +93,25 @@ def test_simplex_fit_is_the_weighted_projection() -> None:
     assert x[2] == pytest.approx(max(0.0, y[2] - lam / w[2]))
 
 
-def _brute_force_loss_minimum(sizes, obs, total):
-    """The same loss minimised over the full joint table (softmax parameters, L-BFGS)."""
+def _brute_force_fit(sizes, log, total):
+    """The MST loss minimised over the full joint table (softmax parameters, L-BFGS)."""
     from scipy.optimize import minimize
 
     shape = tuple(sizes.values())
     names = list(sizes)
+    terms = [(c, *log.value(c)) for c in log.cliques]
 
     def loss_grad(theta):
         p = np.exp(theta - theta.max())
         p /= p.sum()
         mu = (p * total).reshape(shape)
         loss, g_mu = 0.0, np.zeros(shape)
-        for ob in obs:
-            drop = tuple(i for i, a in enumerate(names) if a not in ob.clique)
-            d = (mu.sum(axis=drop).ravel() - ob.values) / ob.sigma
+        for clique, y, sd in terms:
+            drop = tuple(i for i, a in enumerate(names) if a not in clique)
+            d = (mu.sum(axis=drop).ravel() - y) / sd
             loss += 0.5 * d @ d
-            g = (d / ob.sigma).reshape([sizes[a] for a in ob.clique])
-            g_mu = g_mu + g.reshape([sizes[a] if a in ob.clique else 1 for a in names])
+            g = (d / sd).reshape([sizes[a] for a in clique])
+            g_mu = g_mu + g.reshape([sizes[a] if a in clique else 1 for a in names])
         g_mu = g_mu.ravel() * total
         return loss, p * (g_mu - p @ g_mu)
 
@@ -122,38 +123,21 @@ def _brute_force_loss_minimum(sizes, obs, total):
         options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-14},
     )
     p = np.exp(res.x - res.x.max())
-    return res.fun, (p / p.sum() * total).reshape(shape)
+    return (p / p.sum() * total).reshape(shape)
 
 
-def test_junction_tree_estimator_matches_a_brute_force_fit() -> None:
+def test_engine_with_per_cell_noise_matches_a_brute_force_fit() -> None:
+    """MST's compressed one-way measurements carry per-cell noise; the fit must honour it."""
     rng = np.random.default_rng(0)
     sizes = {"a": 3, "b": 2, "c": 4}
     truth = rng.dirichlet(np.ones(24)).reshape(3, 2, 4) * 1000
-    cliques = [("a", "b"), ("b", "c")]
-    obs = [
-        Observation(
-            c,
-            truth.sum(axis=tuple(i for i, a in enumerate("abc") if a not in c)).ravel()
-            + rng.normal(0, 5, int(np.prod([sizes[a] for a in c]))),
-            5.0,
-        )
-        for c in cliques + [("a",)]
-    ]
-    est = JunctionTreeEstimator(sizes, cliques)
-    _, mu = est.fit(obs, 1000.0, iters=3000)
-    ref_loss, ref_mu = _brute_force_loss_minimum(sizes, obs, 1000.0)
-    assert est.loss_ == pytest.approx(ref_loss, rel=1e-3, abs=1e-2)
-    np.testing.assert_allclose(est.marginal(mu, ("b", "c")), ref_mu.sum(axis=0), atol=0.5)
-
-
-def test_engine_sampling_is_seeded_and_follows_the_model() -> None:
-    sizes = {"a": 2, "b": 3}
-    est = JunctionTreeEstimator(sizes, [("a", "b")])
-    joint = np.array([[10.0, 20.0, 70.0], [50.0, 25.0, 25.0]])
-    obs = [Observation(("a", "b"), joint.ravel(), 0.01)]
-    _, mu = est.fit(obs, 200.0, iters=300)
-    draws = est.sample(mu, 20000, np.random.default_rng(1))
-    again = est.sample(mu, 20000, np.random.default_rng(1))
-    assert all((draws[k] == again[k]).all() for k in sizes)
-    freq = np.bincount(draws["a"] * 3 + draws["b"], minlength=6) / 20000
-    np.testing.assert_allclose(freq, joint.ravel() / 200, atol=0.01)
+    log = _mbi.MeasurementLog()
+    for c in [("a", "b"), ("b", "c")]:
+        counts = truth.sum(axis=tuple(i for i, a in enumerate("abc") if a not in c)).ravel()
+        log.add(c, counts + rng.normal(0, 5, counts.size), 5.0)
+    counts = truth.sum(axis=(1, 2))
+    log.add(("a",), counts + rng.normal(0, 5, 3), np.array([5.0, 5.0, 20.0]))
+    fit = _mbi.TreeMirrorDescent(_mbi.domain(sizes)).estimate(log, iters=3000)
+    ref = _brute_force_fit(sizes, log, log.total())
+    np.testing.assert_allclose(fit.marginals(("b", "c")), ref.sum(axis=0), atol=0.5)
+    np.testing.assert_allclose(fit.marginals(("a",)), ref.sum(axis=(1, 2)), atol=0.5)
