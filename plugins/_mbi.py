@@ -16,9 +16,7 @@ jax.config.update("jax_enable_compilation_cache", False)
 
 import mbi  # noqa: E402
 import numpy as np  # noqa: E402
-from mbi import estimation, junction_tree, marginal_oracles  # noqa: E402
-
-from safes_framework.primitives import Measurement  # noqa: E402
+from mbi import estimation, junction_tree  # noqa: E402
 
 Clique = tuple[str, ...]
 
@@ -28,37 +26,9 @@ def domain(sizes: Mapping[str, int]) -> mbi.Domain:
     return mbi.Domain(tuple(sizes), tuple(int(s) for s in sizes.values()))
 
 
-def linear_measurement(m: Measurement, weights: np.ndarray | None = None) -> mbi.LinearMeasurement:
-    """An mbi LinearMeasurement of a core `Measurement` (optionally a weighted query)."""
-    if weights is None:
-        return mbi.LinearMeasurement(np.asarray(m.values), m.clique, stddev=m.sigma)
-    return mbi.LinearMeasurement(
-        np.asarray(m.values), m.clique, stddev=m.sigma, query=mbi.WeightedQuery(weights)
-    )
-
-
-def estimate(
-    dom: mbi.Domain,
-    measurements: Sequence[mbi.LinearMeasurement],
-    *,
-    iters: int,
-    warm_start: mbi.MarkovRandomField | None = None,
-    callback=None,
-) -> mbi.MarkovRandomField:
-    """Fit a Markov random field to noisy marginal measurements by mirror descent."""
-    return estimation.MirrorDescent().estimate(
-        dom, list(measurements), iters=iters, warm_start=warm_start, callback_fn=callback
-    )
-
-
 def model_size_mb(dom: mbi.Domain, cliques: Sequence[Clique]) -> float:
     """Size in MB of the junction tree a model on `cliques` would need."""
     return float(junction_tree.hypothetical_model_size(dom, list(cliques)))
-
-
-def marginal(model: mbi.MarkovRandomField, clique: Clique) -> np.ndarray:
-    """The model's estimate of the counts on `clique`, flattened."""
-    return np.asarray(model.project(tuple(clique)).datavector(), dtype=np.float64)
 
 
 def _stratified_uniforms(groups: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
