@@ -131,9 +131,12 @@ class TOT(FairnessTransformer):
         self._fitted = False
 
     def params(self) -> dict[str, Any]:
-        d = self.distortion
-        if isinstance(d, (Distortion, FunctionDistortion)):
-            dist: Any = d.describe()
+        # After fit, report the distortion actually used (e.g. what "auto" resolved to).
+        d = getattr(self, "distortion_", None) or self.distortion
+        if d is not None and d is _distortion.BUILTIN.get(getattr(d, "name", "")):
+            dist: Any = d.name
+        elif isinstance(d, (Distortion, FunctionDistortion)):
+            dist = d.describe()
         elif d is None or isinstance(d, str):
             dist = d or "auto"
         else:
