@@ -11,6 +11,7 @@ import json
 import time
 
 import numpy as np
+from safes_plugins._utility_metrics import marginal_tvds
 
 import safes_framework
 from safes_framework import SafesChain, datasets
@@ -18,19 +19,9 @@ from safes_framework.plugins import PluginManager
 
 
 def mean_tvd(real: np.ndarray, synth: np.ndarray, sizes: list[int], order: int) -> float:
-    """Mean total-variation distance over all marginals of `order` columns (full domain)."""
-    errors = []
-    for cols in itertools.combinations(range(len(sizes)), order):
-        shape = tuple(sizes[c] for c in cols)
-        size = int(np.prod(shape))
-        p = np.bincount(
-            np.ravel_multi_index(tuple(real[:, c] for c in cols), shape), minlength=size
-        ) / len(real)
-        q = np.bincount(
-            np.ravel_multi_index(tuple(synth[:, c] for c in cols), shape), minlength=size
-        ) / len(synth)
-        errors.append(0.5 * np.abs(p - q).sum())
-    return float(np.mean(errors))
+    """Mean total-variation distance over all marginals on `order` columns (full domain)."""
+    cliques = [list(c) for c in itertools.combinations(range(len(sizes)), order)]
+    return float(np.mean(marginal_tvds(real, None, synth, None, sizes, cliques)))
 
 
 def main() -> None:
