@@ -167,7 +167,7 @@ class SafesChain:
         output = FairnessOutput(synthetic)
         if self.fairness is not None:
             with self._stage(run, "fairness", timings):
-                output = _fairness_stage(
+                output = apply_fairness(
                     self.fairness, synthetic, schema, np.random.default_rng(fair_seq)
                 )
             # Settings resolved while fitting (e.g. an automatic choice) are what the release
@@ -224,13 +224,22 @@ class SafesChain:
         self._pm.stage_finished(run, stage, timings[stage])
 
 
-def _fairness_stage(
+def apply_fairness(
     fairness: FairnessTransformer,
     synthetic: pd.DataFrame,
     schema: Schema,
     rng: np.random.Generator,
 ) -> FairnessOutput:
-    """The post-processing boundary: the transformer sees the synthetic table and schema only."""
+    """Apply a fairness transformer to a synthetic table: the post-processing boundary.
+
+    The transformer sees the synthetic table (a copy) and the public schema only; its output is
+    validated against the schema and its weights checked. The chain's fairness stage is this
+    call; use it directly to apply several transformers to one synthetic table (as the
+    evaluation protocol does to pair DP and SAFES settings on the same synthesis).
+
+    Raises:
+        SafesError: the transformer returned something other than a valid `FairnessOutput`.
+    """
     out = fairness.fit_transform(synthetic.copy(), schema, rng)
     if not isinstance(out, FairnessOutput):
         raise SafesError(

@@ -370,7 +370,7 @@ def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:
 
 
 def _run_unit(unit: Unit, strict: bool) -> list[dict[str, Any]]:
-    from .chain import SafesChain, _fairness_stage
+    from .chain import SafesChain, apply_fairness
     from .plugins import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -425,7 +425,7 @@ def _run_unit(unit: Unit, strict: bool) -> list[dict[str, Any]]:
             try:
                 transformer = _make_fairness(proto, setting.eta)
                 rng = np.random.default_rng(derive_seed(unit.seed, "fairness", common["cell"]))
-                output = _fairness_stage(transformer, base, schema, rng)
+                output = apply_fairness(transformer, base, schema, rng)
                 values["seconds_fairness"] = time.perf_counter() - start
             except Exception as exc:
                 if strict:

@@ -15,7 +15,7 @@ from thirdparty_synth import IndependentMarginals
 import safes_framework
 from safes_framework import FairnessOutput, FairnessTransformer, SafesChain, Schema, hookimpl
 from safes_framework.base import StageContext, Synthesizer
-from safes_framework.chain import ROW_COUNT_ASSUMPTION, _fairness_stage
+from safes_framework.chain import ROW_COUNT_ASSUMPTION, apply_fairness
 from safes_framework.errors import BudgetExceededError, ConfigError, DomainError
 from safes_framework.plugins import PluginManager
 from safes_framework.primitives import PrivateTable
@@ -93,7 +93,7 @@ def test_unseeded_run_records_a_seed_that_reproduces_it(
     pd.testing.assert_frame_equal(first.data, again.data)
 
 
-def test_fairness_stage_sees_synthetic_table_and_schema_only(
+def testapply_fairness_sees_synthetic_table_and_schema_only(
     table: pd.DataFrame, schema: Schema
 ) -> None:
     spy = Spy()
@@ -107,7 +107,7 @@ def test_fairness_stage_sees_synthetic_table_and_schema_only(
     pd.testing.assert_frame_equal(data.reset_index(drop=True), release.data)
     assert not data.equals(table)
     # The boundary function itself cannot receive anything else.
-    params = list(inspect.signature(_fairness_stage).parameters)
+    params = list(inspect.signature(apply_fairness).parameters)
     assert params == ["fairness", "synthetic", "schema", "rng"]
     assert release.weights is not None and release.timings.keys() >= {"fairness"}
 
