@@ -1,4 +1,4 @@
-"""Shared machinery for synthesizers on the mbi engine: estimation, seeded sampling, compression."""
+"""Shared machinery for mbi-based synthesizers: numpy mirror descent, seeded sampling."""
 
 from __future__ import annotations
 
