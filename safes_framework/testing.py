@@ -76,12 +76,13 @@ def check_synthesizer(
         synth.fit(pt, StageContext("synthesizer"))
         return synth.sample(57, np.random.default_rng(seed)), acc
 
-    state = np.random.get_state()  # noqa: NPY002  (checking it is left alone)
+    state = np.random.get_state(legacy=True)  # noqa: NPY002  (checking it is left alone)
     try:
         out, acc = run(0)
     except BudgetExceededError as exc:  # pragma: no cover - reported as a contract failure
         raise AssertionError(f"synthesizer tried to overspend its budget: {exc}") from exc
-    now = np.random.get_state()  # noqa: NPY002
+    now = np.random.get_state(legacy=True)  # noqa: NPY002
+    assert isinstance(now, tuple) and isinstance(state, tuple)
     assert np.array_equal(now[1], state[1]) and now[2] == state[2], (
         "synthesizer used numpy's global random state"
     )
