@@ -146,8 +146,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
-        print(f"{r['kind']:<12} {r['name']:<16} {r['origin']:<28} {r['description']}")
+        print(f"{r['kind']:<12} {r['name']:<{width}}  {r['origin']:<28} {r['description']}")
     return 0
 
 
