@@ -9,7 +9,6 @@ privileged when privileged on every attribute, as in the paper).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,11 @@ from safes_framework.errors import ConfigError
 from safes_framework.schema import Schema
 
 from ._utility_metrics import (
+    DownstreamModelMetric,
     Predictions,
     aggregate,
     check_bool,
-    check_model_params,
     confusion,
-    downstream_predictions,
     encode_table,
     favorable,
     group_masks,
@@ -96,7 +94,7 @@ class MeanOutcomeDifference(Metric):
 MODEL_FAIRNESS = ("spd", "aod", "eod", "fnrd", "di")
 
 
-class ModelFairness(Metric):
+class ModelFairness(DownstreamModelMetric):
     """Group fairness of a logistic regression trained on the release and tested on the real
     test table, per protected attribute and their intersection.
 
@@ -114,35 +112,11 @@ class ModelFairness(Metric):
 
     name = "model_fairness"
 
-    def __init__(
-        self,
-        *,
-        weighted: bool = True,
-        model_params: Mapping[str, Any] | None = None,
-        intersection: bool = True,
-    ) -> None:
-        self.weighted = check_bool(weighted, "weighted", self.name)
-        self.intersection = check_bool(intersection, "intersection", self.name)
-        self.model_params = check_model_params(model_params, self.name)
+    def _values(self, pred: Predictions, schema: Schema) -> tuple[dict[str, float], dict[str, Any]]:
+        return model_fairness_values(pred, schema, self.intersection)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "weighted": self.weighted,
-            "model_params": self.model_params,
-            "intersection": self.intersection,
-        }
-
-    def compute(self, inputs: MetricInputs) -> MetricResult:
-        pred, words = downstream_predictions(
-            inputs, weighted=self.weighted, model_params=self.model_params, metric=self.name
-        )
-        values, sizes = model_fairness_values(pred, inputs.schema, self.intersection)
-        return MetricResult(
-            self.name,
-            values,
-            f"{words}; unprivileged minus privileged",
-            {**pred.details, "group_sizes": sizes},
-        )
+    def _measured_on(self, words: str) -> str:
+        return f"{words}; unprivileged minus privileged"
 
 
 def model_fairness_values(

@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import warnings
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,21 +339,16 @@ def weighted_auc(y_true: np.ndarray, score: np.ndarray, weight: np.ndarray) -> f
 UTILITY_SCORES = ("accuracy", "f1", "precision", "recall", "specificity", "roc_auc")
 
 
-class ModelUtility(Metric):
-    """Accuracy, F1, precision, recall, specificity and ROC AUC of a logistic regression
-    trained on the release and tested on the real test table; overall and per group.
+class DownstreamModelMetric(Metric):
+    """A metric of a logistic regression trained on the release and tested on real data.
 
-    Values: `<score>` overall, `<score>[<group>=privileged]`, `<score>[<group>=unprivileged]`
-    and `<score>[<group>:difference]` (unprivileged minus privileged) for every protected
-    attribute and their intersection. The positive class is the favourable label.
+    Subclasses say which numbers to compute from the predictions (`_values`).
 
     Args:
         weighted: train with the release's sample weights, if it has any.
         model_params: keyword arguments of scikit-learn's `LogisticRegression`.
         intersection: also report the intersection of the protected attributes.
     """
-
-    name = "model_utility"
 
     def __init__(
         self,
@@ -372,12 +368,41 @@ class ModelUtility(Metric):
             "intersection": self.intersection,
         }
 
+    @abstractmethod
+    def _values(self, pred: Predictions, schema: Schema) -> tuple[dict[str, float], dict[str, Any]]:
+        """The metric's values and the group sizes, from the test-set predictions."""
+
+    def _measured_on(self, words: str) -> str:
+        return words
+
     def compute(self, inputs: MetricInputs) -> MetricResult:
         pred, words = downstream_predictions(
             inputs, weighted=self.weighted, model_params=self.model_params, metric=self.name
         )
-        values, sizes = model_utility_values(pred, inputs.schema, self.intersection)
-        return MetricResult(self.name, values, words, {**pred.details, "group_sizes": sizes})
+        values, sizes = self._values(pred, inputs.schema)
+        return MetricResult(
+            self.name, values, self._measured_on(words), {**pred.details, "group_sizes": sizes}
+        )
+
+
+class ModelUtility(DownstreamModelMetric):
+    """Accuracy, F1, precision, recall, specificity and ROC AUC of a logistic regression
+    trained on the release and tested on the real test table; overall and per group.
+
+    Values: `<score>` overall, `<score>[<group>=privileged]`, `<score>[<group>=unprivileged]`
+    and `<score>[<group>:difference]` (unprivileged minus privileged) for every protected
+    attribute and their intersection. The positive class is the favourable label.
+
+    Args:
+        weighted: train with the release's sample weights, if it has any.
+        model_params: keyword arguments of scikit-learn's `LogisticRegression`.
+        intersection: also report the intersection of the protected attributes.
+    """
+
+    name = "model_utility"
+
+    def _values(self, pred: Predictions, schema: Schema) -> tuple[dict[str, float], dict[str, Any]]:
+        return model_utility_values(pred, schema, self.intersection)
 
 
 def model_utility_values(
