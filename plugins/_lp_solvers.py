@@ -92,10 +92,22 @@ def normalize_solver(name: str) -> str:
     )
 
 
-def solve(lp: LinearProgram, solver: str, options: Mapping[str, Any] | None = None) -> LPResult:
-    """Solve `lp` with `solver` (a `normalize_solver` name), passing `options` to the solver."""
+def solve(
+    lp: LinearProgram,
+    solver: str,
+    options: Mapping[str, Any] | None = None,
+    seed_columns: np.ndarray | None = None,
+) -> LPResult:
+    """Solve `lp` with `solver` (a `normalize_solver` name), passing `options` to the solver.
+
+    `seed_columns` (a boolean mask over the columns) allows column generation with HiGHS on
+    programs of more than COLGEN_ABOVE variables: see `solve_highs_colgen` for what the seed
+    must guarantee.
+    """
     solver = normalize_solver(solver)
     if solver == "highs":
+        if seed_columns is not None and lp.shape[1] > COLGEN_ABOVE and not seed_columns.all():
+            return solve_highs_colgen(lp, seed_columns, dict(options or {}))
         return _solve_highs(lp, dict(options or {}))
     name = "CLARABEL" if solver == "clarabel" else solver.split(":", 1)[1].upper()
     return _solve_cvxpy(lp, name, dict(options or {}))
@@ -142,12 +154,16 @@ def _new_highs() -> Any:
 #: the answer is still exact, instead of dual simplex. Options the user passes win.
 NO_PRESOLVE_UP_TO = 5_000
 IPM_ABOVE = 20_000
+#: Above this many variables, a program given seed columns is solved by column generation.
+COLGEN_ABOVE = 100_000
+#: A column enters when its reduced cost is below minus this.
+PRICING_TOL = 1e-9
 
 
-def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
+def _configured_highs(n_vars: int, options: dict[str, Any]) -> Any:
+    """A silent `highspy.Highs` with the size defaults for `n_vars` variables and `options`."""
     import highspy
 
-    n_vars = lp.shape[1]
     if n_vars <= NO_PRESOLVE_UP_TO:
         options = {"presolve": "off", **options}
     elif n_vars > IPM_ABOVE:
@@ -157,6 +173,12 @@ def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     for key, value in options.items():
         if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
             raise ConfigError(f"tot: HiGHS rejected option {key}={value!r}")
+    return h
+
+
+def _highs_model(lp: LinearProgram) -> Any:
+    import highspy
+
     m, n = lp.shape
     A = sp.csc_matrix(lp.A)
     model = highspy.HighsLp()
@@ -173,6 +195,14 @@ def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     model.a_matrix_.start_ = A.indptr
     model.a_matrix_.index_ = A.indices
     model.a_matrix_.value_ = A.data
+    return model
+
+
+def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
+    import highspy
+
+    h = _configured_highs(lp.shape[1], options)
+    model = _highs_model(lp)
     name = f"HiGHS {h.version()}"
     start = time.perf_counter()
     run_status = h.passModel(model)
@@ -185,11 +215,102 @@ def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     if status == MS.kOptimal:
         x = np.asarray(h.getSolution().col_value, dtype=np.float64)
         return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds)
+    return _highs_not_optimal(h, name, run_status, seconds)
+
+
+def _highs_not_optimal(h: Any, name: str, run_status: Any, seconds: float) -> LPResult:
+    import highspy
+
+    status = h.getModelStatus()
+    detail = h.modelStatusToString(status)
+    MS = highspy.HighsModelStatus
     # The objective is bounded below on every TOT program, so "unbounded or infeasible" means
     # infeasible.
     if status in (MS.kInfeasible, MS.kUnboundedOrInfeasible):
         return LPResult("infeasible", None, None, name, detail, seconds)
     return LPResult("failed", None, None, name, f"{detail} (run status {run_status})", seconds)
+
+
+def solve_highs_colgen(
+    lp: LinearProgram, seed: np.ndarray, options: Mapping[str, Any] | None = None
+) -> LPResult:
+    """Solve `lp` exactly by column generation with HiGHS, starting from the columns in `seed`.
+
+    Solves the program restricted to the current columns, prices every other column by its
+    reduced cost c_j - A_j' y at the restricted optimum's row duals y, adds those below
+    -PRICING_TOL and re-solves (warm-started from the previous basis) until none is left: the
+    restricted optimum, with the other columns at zero, is then an optimum of `lp`. Every
+    column outside `seed` must have lower bound 0 (and no upper bound below it), and the seed
+    must be feasible whenever `lp` is (so that "infeasible" on the restricted program holds
+    for `lp`).
+    """
+    import highspy
+
+    options = dict(options or {})
+    seed = np.asarray(seed, dtype=bool)
+    m, n = lp.shape
+    if seed.shape != (n,):
+        raise ValueError(f"seed mask has shape {seed.shape}, the program has {n} columns")
+    outside = ~seed
+    if (lp.col_lower[outside] != 0).any() or (lp.col_upper[outside] < 0).any():
+        raise ValueError("column generation needs lower bound 0 on the columns outside the seed")
+    A = sp.csc_matrix(lp.A)
+    AT = A.T.tocsr()
+    cols = np.flatnonzero(seed)
+    restricted = LinearProgram(
+        lp.c[cols], A[:, cols], lp.row_lower, lp.row_upper, lp.col_lower[cols], lp.col_upper[cols]
+    )
+    # Simplex throughout: each round re-starts from the previous round's basis.
+    h = _configured_highs(NO_PRESOLVE_UP_TO + 1, {"solver": "simplex", **options})
+    name = f"HiGHS {h.version()}"
+    start = time.perf_counter()
+    in_model = seed.copy()
+    rounds = 0
+    run_status = h.passModel(_highs_model(restricted))
+    if run_status == highspy.HighsStatus.kError:
+        return _highs_not_optimal(h, name, run_status, time.perf_counter() - start)
+    while True:
+        run_status = h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return _highs_not_optimal(h, name, run_status, time.perf_counter() - start)
+        y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
+        reduced = lp.c - AT @ y
+        reduced[in_model] = 0.0
+        enter = np.flatnonzero(reduced < -PRICING_TOL)
+        logger.debug(
+            "column generation round %d: %d columns, %d enter", rounds, len(cols), len(enter)
+        )
+        if not len(enter):
+            break
+        Ae = A[:, enter]
+        added = h.addCols(
+            len(enter),
+            lp.c[enter],
+            lp.col_lower[enter],
+            lp.col_upper[enter],
+            Ae.nnz,
+            Ae.indptr[:-1].astype(np.int32),
+            Ae.indices.astype(np.int32),
+            Ae.data,
+        )
+        if added != highspy.HighsStatus.kOk:
+            return LPResult(
+                "failed",
+                None,
+                None,
+                name,
+                f"HiGHS could not add {len(enter)} columns (status {added})",
+                time.perf_counter() - start,
+            )
+        cols = np.concatenate((cols, enter))
+        in_model[enter] = True
+        rounds += 1
+    seconds = time.perf_counter() - start
+    x = np.zeros(n)
+    x[cols] = np.asarray(h.getSolution().col_value, dtype=np.float64)
+    detail = f"{h.modelStatusToString(h.getModelStatus())} (column generation: {rounds} rounds, "
+    detail += f"{len(cols)} of {n} columns)"
+    return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds)
 
 
 # -- cvxpy --------------------------------------------------------------------------------------

@@ -462,6 +462,28 @@ class TotProgram:
         )
         return lp, Layout(nz, families)
 
+    def seed_columns(self, n: int) -> np.ndarray:
+        """Columns to start column generation from, as a mask over a program of `n` columns
+        built by `lp`: every non-map column, and for each source and target label only the
+        cheapest moves.
+
+        Any feasible map stays feasible when each source's mass on a label is moved to that
+        label's cheapest move (the labels, and so discrimination, are unchanged, and no cost
+        grows), so the restricted program is feasible exactly when the full one is.
+        """
+        t, L = self.targets, self.L
+        e_src = np.repeat(np.arange(self.S), np.diff(t.ptr))
+        key = e_src * L + t.label
+        best = np.full(self.S * L, np.inf)
+        np.minimum.at(best, key, t.cost)
+        cheapest = t.cost <= best[key]
+        mask = np.ones(n, dtype=bool)
+        if self.aggregate:
+            mask[: len(t.cell)] = cheapest
+        else:
+            mask[: self.V] = cheapest[self.var_move]
+        return mask
+
     # -- reading a solution ----------------------------------------------------------------------
 
     def to_map(self, x: np.ndarray) -> np.ndarray:

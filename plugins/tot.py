@@ -239,7 +239,7 @@ class TOT(FairnessTransformer):
             lp.shape[0],
             lp.A.nnz,
         )
-        result = solve(lp, self.solver, self.solver_options)
+        result = solve(lp, self.solver, self.solver_options, prog.seed_columns(lp.shape[1]))
         self.solve_seconds_ = result.seconds
         if result.status == "infeasible":
             raise InfeasibleError(self._infeasible_message(prog, result))
@@ -395,7 +395,7 @@ class TOT(FairnessTransformer):
 
     def _min_eta(self, prog: TotProgram, *, distortion: bool) -> float | None:
         lp, _ = prog.lp(None, distortion=distortion)
-        res = solve(lp, self.solver, self.solver_options)
+        res = solve(lp, self.solver, self.solver_options, prog.seed_columns(lp.shape[1]))
         if res.status == "infeasible":
             return None
         if res.x is None:

@@ -8,8 +8,9 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
+from safes_plugins import _lp_solvers
 from safes_plugins._distortion import FORBIDDEN, Distortion, FunctionDistortion, Moves, Ordinal
-from safes_plugins._lp_solvers import solve
+from safes_plugins._lp_solvers import solve, solve_highs_colgen
 from safes_plugins._tot_lp import Targets, TotProgram
 from safes_plugins.tot import TOT
 
@@ -294,3 +295,48 @@ def test_three_valued_label_matches_the_dense_formulation(constraint: str, eta: 
     )
     assert tot.objective_value_ == pytest.approx(want, abs=1e-6)
     assert tot.discrimination_ <= eta + 1e-7
+
+
+# -- column generation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("aggregate", [True, False])
+@pytest.mark.parametrize("eta", [0.025, None])
+def test_column_generation_reaches_the_full_programs_optimum(
+    aggregate: bool, eta: float | None
+) -> None:
+    train, _ = datasets.train_test_split("adult")
+    p = TOT(0.025, distortion="adult").fit(train, datasets.schema("adult")).program_
+    prog = TotProgram(
+        p.cells, p.targets, p.constraint, p.thresholds, p.bounds, False, aggregate=aggregate
+    )
+    lp, _ = prog.lp(eta)
+    seed = prog.seed_columns(lp.shape[1])
+    assert 0 < seed.sum() < lp.shape[1]
+    full = solve(lp, "highs")
+    cg = solve_highs_colgen(lp, seed)
+    assert cg.status == full.status == "optimal"
+    assert cg.objective == pytest.approx(full.objective, abs=1e-9)
+    assert lp.violation(cg.x).max() <= 1e-9
+    assert "column generation" in cg.detail
+
+
+def test_column_generation_in_fit_keeps_the_optimum_and_infeasibility(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    train, _ = datasets.train_test_split("adult")
+    schema = datasets.schema("adult")
+    want = TOT(0.025, distortion="adult").fit(train, schema)
+    monkeypatch.setattr(_lp_solvers, "COLGEN_ABOVE", 0)
+    calls = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return solve_highs_colgen(*args, **kwargs)
+
+    monkeypatch.setattr(_lp_solvers, "solve_highs_colgen", spy)
+    got = TOT(0.025, distortion="adult").fit(train, schema)
+    assert calls and got.objective_value_ == pytest.approx(want.objective_value_, abs=1e-9)
+    compas, _ = datasets.train_test_split("compas")
+    with pytest.raises(InfeasibleError, match="0.0687507"):
+        TOT(0.05, distortion="compas").fit(compas, datasets.schema("compas"))
