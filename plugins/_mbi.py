@@ -470,6 +470,52 @@ def _armijo_blocks(
     return alpha
 
 
+def _mirror_descent(
+    theta: np.ndarray,
+    forward: Callable[[np.ndarray], np.ndarray],
+    measure: Callable[[np.ndarray], np.ndarray],
+    spread: Callable[[np.ndarray], np.ndarray],
+    y: np.ndarray,
+    precision: np.ndarray,
+    *,
+    iters: int,
+    tol: float | None,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """mbi's mirror descent on log-potentials `theta` (McKenna et al. 2019, Algorithm 1).
+
+    `forward` maps potentials to model marginals, `measure` those marginals to the stacked
+    measured marginals, `spread` a gradient on the measured marginals back to the potentials.
+    The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One forward
+    pass per iteration suffices, since a rejected step keeps the current marginals.
+
+    Returns:
+        The final potentials, model marginals and step size.
+    """
+    state: dict[str, Any] = {}
+
+    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
+        g = precision * (m - y)
+        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)), grad=spread(g))
+
+    mu0 = forward(theta)
+    settle(theta, mu0, measure(mu0))
+
+    def step(a: float) -> bool:
+        theta2 = state["theta"] - a * state["grad"]
+        mu2 = forward(theta2)
+        m2 = measure(mu2)
+        diff2 = m2 - y
+        loss2 = 0.5 * float(np.dot(precision * diff2, diff2))
+        if state["loss"] - loss2 >= 0.5 * a * float(np.dot(state["g"], state["m"] - m2)):
+            settle(theta2, mu2, m2)
+            return True
+        return False
+
+    alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
+    return state["theta"], state["mu"], alpha
+
+
 class _Terms:
     """The measured marginals of a log as one stacked vector, and sparse maps to and from it.
 
@@ -595,40 +641,23 @@ class TreeMirrorDescent:
                 )
                 view += values.reshape(_broadcast_shape(old, target, dom))
 
-        state: dict[str, Any] = {}
-
-        def settle(new_theta: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
-            g = terms.precision * (m - terms.y)
-            state.update(
-                theta=new_theta,
-                mu=mu,
-                m=m,
-                g=g,
-                loss=0.5 * float(np.dot(g, m - terms.y)),
-                grad=terms.spread @ g,
-            )
-
-        mu = tree.calibrate(theta, total)
-        settle(theta, mu, terms.project @ mu)
-
-        def step(alpha: float) -> bool:
-            theta2 = state["theta"] - alpha * state["grad"]
-            mu2 = tree.calibrate(theta2, total)
-            m2 = terms.project @ mu2
-            diff2 = m2 - terms.y
-            loss2 = 0.5 * float(np.dot(terms.precision * diff2, diff2))
-            if state["loss"] - loss2 >= 0.5 * alpha * float(np.dot(state["g"], state["m"] - m2)):
-                settle(theta2, mu2, m2)
-                return True
-            return False
-
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
-        alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
+        theta, mu, alpha = _mirror_descent(
+            theta,
+            lambda th: tree.calibrate(th, total),
+            terms.project.__matmul__,
+            terms.spread.__matmul__,
+            terms.y,
+            terms.precision,
+            iters=iters,
+            tol=tol,
+            alpha=alpha,
+        )
         potentials = {
-            c: state["theta"][slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
+            c: theta[slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
             for c in cliques
         }
-        return TreeFit(potentials, TreeMarginals(tree, tree.tables(state["mu"]), total), alpha)
+        return TreeFit(potentials, TreeMarginals(tree, tree.tables(mu), total), alpha)
 
 
 class DenseMirrorDescent:
@@ -698,38 +727,26 @@ class DenseMirrorDescent:
             p = np.exp(theta - theta.max())
             return p * (total / p.sum())
 
-        state: dict[str, Any] = {}
-
-        def settle(theta: np.ndarray, p: np.ndarray, m: np.ndarray) -> None:
-            g = precision * (m - y)
-            state.update(
-                theta=theta, p=p, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)), grad=transpose @ g
-            )
-
         theta0 = (
             np.zeros(int(np.prod(self.shape)))
             if warm_start is None
             else warm_start.potentials[self.full].ravel().copy()
         )
-        p0 = joint(theta0)
-        settle(theta0, p0, matrix @ p0)
-
-        def step(alpha: float) -> bool:
-            theta2 = state["theta"] - alpha * state["grad"]
-            p2 = joint(theta2)
-            m2 = matrix @ p2
-            diff2 = m2 - y
-            loss2 = 0.5 * float(np.dot(precision * diff2, diff2))
-            if state["loss"] - loss2 >= 0.5 * alpha * float(np.dot(state["g"], state["m"] - m2)):
-                settle(theta2, p2, m2)
-                return True
-            return False
-
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
-        alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
-        table = state["p"].reshape(self.shape)
+        theta, p, alpha = _mirror_descent(
+            theta0,
+            joint,
+            matrix.__matmul__,
+            transpose.__matmul__,
+            y,
+            precision,
+            iters=iters,
+            tol=tol,
+            alpha=alpha,
+        )
+        table = p.reshape(self.shape)
         return TreeFit(
-            {self.full: state["theta"].reshape(self.shape)},
+            {self.full: theta.reshape(self.shape)},
             TreeMarginals(self._tree, {self.full: table}, total),
             alpha,
         )
