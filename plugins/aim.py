@@ -152,6 +152,7 @@ class AIM(Synthesizer):
     """
 
     name = "aim"
+    estimates_rows = True
 
     def __init__(
         self,
@@ -393,6 +394,12 @@ class AIM(Synthesizer):
         self.engine_ = plan["engine"]
         logger.info("aim: %d rounds, %d distinct marginals measured, engine %s",
                     t, len(log), self.engine_)
+
+    def estimated_rows(self) -> float:
+        """The model's total: the minimum-variance combination of the noisy marginals' sums."""
+        if self._marginals is None:
+            raise SafesError("aim: call fit() before estimated_rows()")
+        return self._marginals.total
 
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         if self._marginals is None:

@@ -36,6 +36,7 @@ class MST(Synthesizer):
     """
 
     name = "mst"
+    estimates_rows = True
 
     def __init__(
         self,
@@ -115,7 +116,9 @@ class MST(Synthesizer):
                 component = {c: (new if k == old else k) for c, k in component.items()}
                 cliques.append((a, b))
             ctx.progress(2, 4, "measuring two-way marginals")
-            sigma2 = float(np.sqrt((d - 1) / (2.0 * rho / 3.0)))
+            # The last third: exactly what the accountant says is left (sqrt((d-1)/(2 rho/3))
+            # up to rounding), so the run ends on its budget and never a bit above it.
+            sigma2 = acc.plan_gaussian(d - 1)
             twos = view.measure(cliques, sigma2, label="two-way marginals")
             for m in twos:
                 log.add(m.clique, m.values, m.sigma)
@@ -126,6 +129,12 @@ class MST(Synthesizer):
         self._columns = columns
         self.cliques_ = cliques
         ctx.progress(4, 4, "done")
+
+    def estimated_rows(self) -> float:
+        """The model's total: the minimum-variance combination of the noisy marginals' sums."""
+        if self._model is None:
+            raise SafesError("mst: call fit() before estimated_rows()")
+        return self._model.total
 
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         if self._model is None:

@@ -27,7 +27,7 @@ class CountSource(Protocol):
         """Public domain size of every column (from the schema, never from the data)."""
 
     def marginal(self, clique: Clique) -> np.ndarray:
-        """Exact counts of the marginal on `clique`, flattened in C order of `clique`'s sizes."""
+        """Exact counts (int64) of the marginal on `clique`, flat in C order of its sizes."""
 
     def num_rows(self) -> int:
         """Exact number of rows (sensitive under add/remove neighbouring)."""
@@ -74,10 +74,10 @@ class InMemorySource:
             shape = tuple(self._sizes[c] for c in clique)
             size = int(np.prod(shape, dtype=np.int64))
             if not clique:
-                counts = np.array([self._codes.shape[0]], dtype=np.float64)
+                counts = np.array([self._codes.shape[0]], dtype=np.int64)
             else:
                 flat = np.ravel_multi_index(tuple(self._codes[:, j] for j in cols), shape)
-                counts = np.bincount(flat, minlength=size).astype(np.float64)
+                counts = np.bincount(flat, minlength=size).astype(np.int64, copy=False)
             counts.setflags(write=False)
             self._cache[clique] = counts
         return self._cache[clique]
@@ -143,9 +143,8 @@ class CompressedSource:
                 else np.zeros(1, dtype=np.int64)
             )
             size = int(np.prod(new_shape, dtype=np.int64))
-            counts = np.bincount(
-                target, weights=base.reshape(-1) if old_shape else base, minlength=size
-            )
+            counts = np.zeros(size, dtype=np.int64)
+            np.add.at(counts, target, np.asarray(base, dtype=np.int64).reshape(-1))
             counts.setflags(write=False)
             self._cache[clique] = counts
         return self._cache[clique]

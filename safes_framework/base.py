@@ -48,12 +48,21 @@ class Synthesizer(ABC):
     charge the run's accountant, whose budget is this synthesizer's (epsilon, delta)); `sample`
     is post-processing of what `fit` learned and may be called any number of times.
 
+    The number of records is sensitive under add/remove neighbouring, so a release of as many
+    rows as the input would reveal it. A synthesizer that holds a DP estimate of it after
+    `fit` (a noisy total its model already carries costs nothing more) sets `estimates_rows`
+    and implements `estimated_rows`; the chain then releases that many rows by default. One
+    that cannot leaves `estimates_rows` False, and the chain requires `rows=N` from the caller
+    before any budget is spent.
+
     Args:
         epsilon: the privacy budget's epsilon (> 0).
         delta: the privacy budget's delta (0 < delta < 1).
     """
 
     name: ClassVar[str] = ""
+    #: Whether `estimated_rows()` gives a DP estimate of the number of records after `fit`.
+    estimates_rows: ClassVar[bool] = False
 
     def __init__(self, epsilon: float, delta: float) -> None:
         if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
@@ -70,6 +79,17 @@ class Synthesizer(ABC):
     @abstractmethod
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         """Draw `rows` synthetic records as an (rows, d) integer code matrix in schema order."""
+
+    def estimated_rows(self) -> float:
+        """A DP estimate of the number of records, computed in `fit` from noisy outputs only.
+
+        Override together with `estimates_rows = True`. The chain rounds it to the release size
+        (at least 1 row).
+        """
+        raise ConfigError(
+            f"synthesizer {self.name or type(self).__name__!r} gives no DP estimate of the "
+            "number of records; pass rows=N (--rows N) to choose the release size"
+        )
 
     def params(self) -> dict[str, Any]:
         """The settings that define this synthesizer (recorded in the release)."""

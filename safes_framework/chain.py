@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -27,14 +28,29 @@ from .errors import ConfigError, DataError, SafesError
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
+from .privacy.accountant import NEIGHBOURING
+from .privacy.noise import NoiseSource, SecureNoise, SeededNoise
 from .release import PrivacyReport, Release, RunInfo, versions
 from .schema import Schema
 
 logger = logging.getLogger(__name__)
 
-ROW_COUNT_ASSUMPTION = (
-    "the release has as many rows as the input: the input's row count is treated as public "
-    "(pass rows=N to release a chosen number of rows instead)"
+#: What every release's guarantee relies on beyond the mathematics (see docs/privacy.md).
+ASSUMPTIONS = (
+    "every record takes values in the schema's declared domain, and the schema is public "
+    "(it was not read from the data)",
+    "the table has at least one record",
+)
+SEED_ASSUMPTION = (
+    "the caller's seed stays secret: whoever holds it can reproduce the noise, and then the "
+    "release protects nobody"
+)
+ROWS_ASSUMPTION = (
+    "the synthesizer's use of the rows it read matches the privacy events it declared first"
+)
+ESTIMATED_SIZE = (
+    "a DP estimate of the number of records (the synthesizer's noisy total: post-processing "
+    "of its measurements), rounded, at least 1"
 )
 
 
@@ -55,9 +71,14 @@ class SafesChain:
         synthesizer: a configured `Synthesizer` (see `safes_framework.synthesizer`).
         fairness: a `FairnessTransformer`, a registered name, or None for plain DP synthesis.
         metrics: `Metric` instances or registered names.
-        seed: root seed; None draws a fresh one (recorded in the release).
-        rows: number of released rows; None releases as many rows as the input (the row count
-            is then treated as public and the privacy report says so).
+        seed: None (the default, and the only choice for a release): the DP noise is exact and
+            drawn from OS entropy that is never recorded; post-processing stages get fresh
+            seeds that the release records. An integer makes the whole run reproducible for
+            experiments: the noise is then floating-point and derived from this seed, which
+            is a secret: it is never written anywhere, and the guarantee holds only while it
+            stays secret (the privacy report says so).
+        rows: number of released rows; None releases the synthesizer's DP estimate of the
+            number of records (a synthesizer without one needs rows=N).
         plugin_manager: the manager whose lifecycle hooks observe the run (default: global).
     """
 
@@ -91,11 +112,39 @@ class SafesChain:
             raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
             raise ConfigError(f"rows must be a positive integer or None, got {rows!r}")
+        if rows is None and not synthesizer.estimates_rows:
+            raise ConfigError(
+                f"synthesizer {_component_name(synthesizer)!r} gives no DP estimate of the "
+                "number of records, and releasing as many rows as the input would reveal it; "
+                "pass rows=N (--rows N)"
+            )
         self.synthesizer = synthesizer
         self.fairness = fairness
         self.metrics = tuple(resolved)
         self.seed = seed
         self.rows = rows
+
+    def _streams(self) -> tuple[NoiseSource, dict[str, int], dict[str, int]]:
+        """The noise source, the post-processing seeds, and which of them may be recorded.
+
+        Seeded (an experiment): everything derives from the caller's seed, so nothing is
+        recorded (a derived seed could give the secret away). Unseeded (a release): the noise
+        is `SecureNoise` (OS entropy, never seen here) and each post-processing stage gets a
+        fresh seed of its own, independent of the noise, which the release records.
+        """
+        if self.seed is not None:
+            root = np.random.SeedSequence(self.seed)
+            noise_seq, *post = root.spawn(4)
+            seeds = {
+                stage: int.from_bytes(seq.generate_state(4, np.uint32).tobytes(), "little") >> 1
+                for stage, seq in zip(("sample", "fairness", "metrics"), post, strict=True)
+            }
+            return SeededNoise(noise_seq), seeds, {}
+        seeds = {stage: secrets.randbits(127) for stage in ("sample", "fairness", "metrics")}
+        recorded = {"sample": seeds["sample"]}
+        if self.fairness is not None:
+            recorded["fairness"] = seeds["fairness"]
+        return SecureNoise(), seeds, recorded
 
     def run(
         self, data: pd.DataFrame, schema: Schema, *, test: pd.DataFrame | None = None
@@ -108,7 +157,8 @@ class SafesChain:
             test: an optional real held-out table for metrics.
 
         Returns:
-            The release (data, weights, privacy report, timings, seeds, versions, metrics).
+            The release (data, weights, privacy report, post-processing seeds, versions), with
+            timings and metrics kept in memory only.
         """
         if not isinstance(schema, Schema):
             raise ConfigError(
@@ -117,17 +167,15 @@ class SafesChain:
         codes = schema.encode_array(data)  # validates before any budget is spent
         if test is not None:
             schema.validate(test)
-        root_seed = self.seed if self.seed is not None else secrets.randbits(63)
-        root = np.random.SeedSequence(root_seed)
-        synth_seq, sample_seq, fair_seq, metric_seq = root.spawn(4)
+        noise, seeds, recorded_seeds = self._streams()
         run = RunInfo(
             run_id=uuid.uuid4().hex,
-            seed=root_seed,
             synthesizer=_component_name(self.synthesizer),
             synthesizer_params=self.synthesizer.params(),
             fairness=None if self.fairness is None else _component_name(self.fairness),
             fairness_params={} if self.fairness is None else self.fairness.params(),
             metrics=tuple(_component_name(m) for m in self.metrics),
+            seeded=self.seed is not None,
         )
         budget = (self.synthesizer.epsilon, self.synthesizer.delta)
         accountant = RDPAccountant(budget=budget)
@@ -139,18 +187,19 @@ class SafesChain:
 
         source = InMemorySource(codes, schema.sizes)
         with self._stage(run, "synthesizer", timings) as ctx:
-            table = PrivateTable(source, schema, accountant, synth_seq, stage="synthesizer")
+            table = PrivateTable(source, schema, accountant, noise, stage="synthesizer")
             self.synthesizer.fit(table, ctx)
-        assumptions: tuple[str, ...] = ()
+        rows_read = table.rows_read
+        del source, table, codes  # nothing after synthesis needs the sensitive rows
         if self.rows is None:
-            rows = source.num_rows()
-            assumptions = (ROW_COUNT_ASSUMPTION,)
+            rows = _release_size(self.synthesizer, run.synthesizer)
+            release_size = ESTIMATED_SIZE
         else:
             rows = self.rows
-        del source, table, codes  # nothing after synthesis needs the sensitive rows
+            release_size = f"chosen by the caller (rows={rows})"
 
         with self._stage(run, "sample", timings):
-            synth_codes = self.synthesizer.sample(rows, np.random.default_rng(sample_seq))
+            synth_codes = self.synthesizer.sample(rows, np.random.default_rng(seeds["sample"]))
             try:
                 synth_codes = schema.check_codes(synth_codes)
             except DataError as exc:
@@ -168,18 +217,25 @@ class SafesChain:
         if self.fairness is not None:
             with self._stage(run, "fairness", timings):
                 output = apply_fairness(
-                    self.fairness, synthetic, schema, np.random.default_rng(fair_seq)
+                    self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
                 )
             # Settings resolved while fitting (e.g. an automatic choice) are what the release
             # should record.
             run = dataclasses.replace(run, fairness_params=self.fairness.params())
 
-        spent = accountant.epsilon(budget[1])
+        assumptions = ASSUMPTIONS
+        if self.seed is not None:
+            assumptions += (SEED_ASSUMPTION,)
+        if rows_read:
+            assumptions += (ROWS_ASSUMPTION,)
         privacy = PrivacyReport(
-            epsilon=spent,
+            epsilon=accountant.epsilon(budget[1]),
             delta=budget[1],
             budget=budget,
             ledger=tuple(e.to_dict() for e in accountant.entries),
+            neighbouring=NEIGHBOURING,
+            noise=noise.describe(),
+            release_size=release_size,
             assumptions=assumptions,
         )
         results: dict[str, MetricResult] = {}
@@ -191,7 +247,7 @@ class SafesChain:
                     weights=output.weights,
                     train=data,
                     test=test,
-                    seed=int(metric_seq.generate_state(1)[0]),
+                    seed=seeds["metrics"] % 2**63,
                 )
                 for m in self.metrics:
                     results[_component_name(m)] = m.compute(inputs)
@@ -199,14 +255,11 @@ class SafesChain:
             data=output.data,
             weights=output.weights,
             privacy=privacy,
-            timings=timings,
             schema=schema,
             run=run,
-            seeds={
-                "root": root_seed,
-                "derivation": "SeedSequence(root).spawn(4): synthesizer, sample, fairness, metrics",
-            },
+            seeds=recorded_seeds,
             versions=versions(),
+            timings=timings,
             metrics=results,
         )
         self._pm.run_finished(run, release)
@@ -222,6 +275,18 @@ class SafesChain:
         yield ctx
         timings[stage] = time.perf_counter() - start
         self._pm.stage_finished(run, stage, timings[stage])
+
+
+def _release_size(synthesizer: Synthesizer, name: str) -> int:
+    """The default release size: the synthesizer's DP estimate of n, rounded, at least 1."""
+    estimate = synthesizer.estimated_rows()
+    if isinstance(estimate, bool) or not isinstance(estimate, (int, float, np.number)):
+        raise SafesError(
+            f"synthesizer {name!r} returned {estimate!r} as its row-count estimate, not a number"
+        )
+    if not math.isfinite(float(estimate)):
+        raise SafesError(f"synthesizer {name!r} returned a non-finite row-count estimate")
+    return max(1, int(round(float(estimate))))
 
 
 def apply_fairness(

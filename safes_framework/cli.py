@@ -70,6 +70,32 @@ class ProgressPrinter:
         self._say(f"[{stage}] {of} {message}".rstrip())
 
 
+def _redacted_argv(argv: Sequence[str]) -> list[str]:
+    """The command line with the value of --seed replaced: a seed is a secret."""
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            out.append("<secret>")
+            hide = False
+        elif arg == "--seed":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--seed="):
+            out.append("--seed=<secret>")
+        else:
+            out.append(arg)
+    return out
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -80,6 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
     if args.dataset and (args.data or args.schema):
         raise ConfigError("give either --dataset or --data with --schema, not both")
+    test = None
     if args.dataset:
         df, schema = datasets.load(args.dataset)
         source = {"dataset": args.dataset}
@@ -87,14 +114,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             schema = Schema.from_json(Path(args.schema).read_text())
             df = pd.read_csv(args.data)
+            if args.test:
+                test = pd.read_csv(args.test)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read input: {exc}") from None
         source = {"data": str(args.data), "schema_file": str(args.schema)}
     else:
         raise ConfigError("give --dataset NAME, or --data CSV with --schema JSON")
+    if args.test and args.dataset:
+        raise ConfigError("--test goes with --data (a held-out table with the same schema)")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ConfigError(f"output directory {str(out)!r} is not empty (add --overwrite)")
+    if args.metric and not args.evaluation:
+        raise ConfigError(
+            "--metric needs --evaluation FILE: metrics read the real table, so they are not "
+            "part of the release and go to a separate file"
+        )
+    evaluation = Path(args.evaluation) if args.evaluation else None
+    if evaluation is not None:
+        if _inside(evaluation, out):
+            raise ConfigError(
+                f"--evaluation {str(evaluation)!r} lies inside the release directory "
+                f"{str(out)!r}; it is not private: write it elsewhere"
+            )
+        if evaluation.exists() and not args.overwrite:
+            raise ConfigError(f"evaluation file {str(evaluation)!r} exists (add --overwrite)")
     synth_params = dict(_parse_param(p) for p in args.synth_param)
     synth = pm.synthesizers.create(
         args.synthesizer, epsilon=args.epsilon, delta=args.delta, **synth_params
@@ -107,22 +152,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fairness = pm.fairness_transformers.create(args.fairness, **fparams)
     elif args.eta is not None or args.fairness_param:
         raise ConfigError("--eta / --fairness-param need --fairness NAME")
+    if args.seed is not None:
+        _warn(
+            "--seed makes the DP noise reproducible from that seed (floating-point noise, for "
+            "experiments): the release is private only while the seed stays secret. The seed "
+            "is not recorded. Leave --seed out for a release."
+        )
     printer = None if args.quiet else ProgressPrinter()
     if printer is not None:
         pm.register(printer, name="safes-cli-progress")
     try:
-        chain = SafesChain(synth, fairness, seed=args.seed, rows=args.rows, plugin_manager=pm)
-        release = chain.run(df, schema)
+        chain = SafesChain(
+            synth, fairness, metrics=args.metric, seed=args.seed, rows=args.rows,
+            plugin_manager=pm,
+        )
+        release = chain.run(df, schema, test=test)
     finally:
         if printer is not None:
             pm.unregister("safes-cli-progress")
-    release.save(out, overwrite=args.overwrite, extra={"input": source, "command": sys.argv})
+    release.save(
+        out, overwrite=args.overwrite,
+        extra={"input": source, "command": _redacted_argv(sys.argv)},
+    )
     p = release.privacy
     print(
         f"wrote {out}/release.csv ({len(release.data)} rows), privacy.json, run.json; "
         f"({p.epsilon:.6g}, {p.delta:.3g})-DP, budget ({p.budget[0]:.6g}, {p.budget[1]:.3g})"
     )
+    if evaluation is not None:
+        release.save_evaluation(evaluation, overwrite=args.overwrite)
+        print(f"wrote {evaluation} (metrics on the real table: NOT private, do not publish)")
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"safes: warning: {message}", file=sys.stderr)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -166,18 +230,34 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthesizer", default="mst", help="registered synthesizer (default mst)")
     p.add_argument("--epsilon", type=float, required=True)
     p.add_argument("--delta", type=float, default=1e-9)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="experiments only: reproducible floating-point noise from this secret seed "
+        "(default: exact noise from OS entropy, never recorded)",
+    )
     p.add_argument(
         "--rows",
         type=int,
         default=None,
-        help="rows to release (default: as many as the input; its count is then treated as public)",
+        help="rows to release (default: the synthesizer's DP estimate of the number of records)",
     )
     p.add_argument("--synth-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fairness", default=None, help="registered fairness transformer")
     p.add_argument("--eta", type=float, default=None, help="fairness bound of --fairness")
     p.add_argument("--fairness-param", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (the release)")
+    p.add_argument(
+        "--metric", action="append", default=[], metavar="NAME",
+        help="a metric to compute (needs --evaluation; repeatable)",
+    )
+    p.add_argument(
+        "--evaluation", default=None, metavar="FILE",
+        help="JSON file for metrics and timings, outside --out: computed on the real table, "
+        "NOT private",
+    )
+    p.add_argument("--test", default=None, help="real held-out CSV for metrics (with --data)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

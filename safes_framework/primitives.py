@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +14,7 @@ import numpy as np
 from .access import Clique, CompressedSource, CountSource
 from .errors import ConfigError, PrivacyError
 from .privacy import ExponentialMechanism, Gaussian, RDPAccountant
+from .privacy.noise import INT_LIMIT, NoiseSource
 
 if TYPE_CHECKING:
     from .privacy.events import DpEvent
@@ -19,13 +22,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Selection scores are exact integers in units of 1/SCORE_UNITS of a record (estimates are
+#: rounded to that lattice first), so their sensitivity is exactly SCORE_UNITS.
+SCORE_UNITS = 2**16
+
 
 @dataclass(frozen=True)
 class Measurement:
-    """A noisy marginal: counts of `clique` plus i.i.d. Gaussian noise of std `sigma`.
+    """A noisy marginal: integer counts of `clique` plus discrete Gaussian noise of std `sigma`.
 
-    `values` is flattened in C order of the clique's domain sizes. Add/remove-one neighbouring:
-    one record changes one cell by 1, so the L2 sensitivity of a marginal is 1.
+    `values` (int64) is flattened in C order of the clique's domain sizes. Add/remove-one
+    neighbouring: one record changes one cell by 1, so the L2 sensitivity of a marginal is 1.
     """
 
     clique: Clique
@@ -38,13 +45,14 @@ class PrivateTable:
 
     It never exposes rows or exact counts. Every primitive asks the accountant before drawing
     noise (a spend beyond the budget raises `BudgetExceededError` and nothing is drawn), then
-    draws from its own generator spawned from the run's seed, one stream per call.
+    draws from the run's noise source: `SecureNoise` (exact, OS entropy) for releases, or
+    `SeededNoise` (a caller's secret seed, floating-point) for experiments.
 
     Args:
         source: where the rows live.
         schema: the public schema (domains come from here).
         accountant: the run's ledger and budget filter.
-        seed: the stage's seed sequence; each primitive call spawns a child.
+        noise: the run's noise source.
         stage: the stage name recorded in the ledger.
     """
 
@@ -53,16 +61,22 @@ class PrivateTable:
         source: CountSource,
         schema: Schema,
         accountant: RDPAccountant,
-        seed: np.random.SeedSequence,
+        noise: NoiseSource,
         *,
         stage: str = "synthesizer",
     ) -> None:
+        if not isinstance(noise, NoiseSource):
+            raise PrivacyError(
+                f"PrivateTable needs a NoiseSource, got {type(noise).__name__}: SecureNoise() "
+                "for a release, or SeededNoise(seed_sequence) for a reproducible experiment"
+            )
         self._source = source
         self._sizes = dict(source.sizes)
         self.schema = schema
         self.accountant = accountant
-        self._seed = seed
+        self._noise = noise
         self._stage = stage
+        self._audit = {"rows_read": False}  # shared with compressed views
 
     # -- public facts --------------------------------------------------------------------------
 
@@ -75,11 +89,13 @@ class PrivateTable:
     def columns(self) -> tuple[str, ...]:
         return tuple(self._sizes)
 
+    @property
+    def rows_read(self) -> bool:
+        """Whether a mechanism has read raw rows through `rows` (on this table or a view)."""
+        return self._audit["rows_read"]
+
     def domain_size(self, clique: Sequence[str]) -> int:
         return int(np.prod([self._sizes[c] for c in clique], dtype=np.int64))
-
-    def _rng(self) -> np.random.Generator:
-        return np.random.default_rng(self._seed.spawn(1)[0])
 
     def _check_clique(self, clique: Sequence[str]) -> Clique:
         clique = tuple(clique)
@@ -95,7 +111,7 @@ class PrivateTable:
 
         `mapping[col][i]` is the new code of original code i (a surjection onto 0..k-1). The
         mapping must be public: derived from the schema or from earlier noisy measurements.
-        The view shares this table's accountant and seed stream.
+        The view shares this table's accountant and noise source.
         """
         view = PrivateTable.__new__(PrivateTable)
         view.__dict__.update(self.__dict__)
@@ -103,20 +119,33 @@ class PrivateTable:
         view._sizes = dict(view._source.sizes)
         return view
 
+    def secret_seed(self, purpose: str) -> np.random.SeedSequence:
+        """A seed for a mechanism that draws its own noise (DP-SGD through torch, say).
+
+        From OS entropy on the release path, from the caller's secret seed in experiments;
+        never recorded. The privacy report lists `purpose` and says that this noise is the
+        mechanism's own floating-point noise. Declare the mechanism's events (`rows`) before
+        drawing from it.
+        """
+        return self._noise.secret_seed(purpose)
+
     # -- Gaussian measurement ------------------------------------------------------------------
 
     def measure(
         self, cliques: Sequence[Sequence[str]], sigma: float, *, label: str = "measure"
     ) -> list[Measurement]:
-        """Measure the marginals on `cliques` with Gaussian noise of std `sigma` on each count.
+        """Measure the marginals on `cliques` with discrete Gaussian noise of std `sigma`.
 
         Charged as `len(cliques)` Gaussian mechanisms with noise multiplier `sigma` (L2
-        sensitivity 1 per marginal under add/remove-one).
+        sensitivity 1 per marginal under add/remove-one; the discrete Gaussian has the
+        continuous one's Rényi curve for integer queries, Canonne, Kamath & Steinke 2020).
         """
         checked = [self._check_clique(c) for c in cliques]
         if not checked:
             return []
-        if not (np.isfinite(sigma) and sigma > 0):
+        if isinstance(sigma, bool) or not (
+            isinstance(sigma, (int, float, np.floating)) and np.isfinite(sigma) and sigma > 0
+        ):
             raise PrivacyError(f"noise std sigma must be positive and finite, got {sigma!r}")
         self.accountant.compose(
             Gaussian(noise_multiplier=float(sigma)),
@@ -124,11 +153,11 @@ class PrivateTable:
             stage=self._stage,
             label=label,
         )
-        rng = self._rng()
         out = []
         for clique in checked:
             counts = self._source.marginal(clique)
-            noisy = counts + rng.normal(0.0, sigma, size=counts.shape)
+            noisy = self._noise.discrete_gaussian(counts, float(sigma))
+            noisy.setflags(write=False)
             out.append(Measurement(clique, noisy, float(sigma)))
         return out
 
@@ -146,12 +175,20 @@ class PrivateTable:
     ) -> Clique:
         """Pick the candidate marginal worst fitted by its estimate, by the exponential mechanism.
 
-        Quality of candidate r: `w_r * (||M_r(D) - estimate_r||_1 - penalty_r)`, where M_r(D)
-        are the exact counts and `estimate_r` comes from public information (the model fitted to
-        earlier noisy measurements). Under add/remove-one, ||M_r(D) - e||_1 moves by at most 1,
-        so the score sensitivity is max_r w_r. The choice is drawn with probability proportional
-        to exp(epsilon * q_r / (2 * sensitivity)) and charged as an `ExponentialMechanism(epsilon)`
+        Quality of candidate r: `(w_r / max w) * (||M_r(D) - estimate_r||_1 - penalty_r)`,
+        where M_r(D) are the exact counts and `estimate_r` comes from public information (the
+        model fitted to earlier noisy measurements). Under add/remove-one, each quality moves
+        by at most 1. The choice is drawn with probability proportional to
+        exp(epsilon * quality / 2) and charged as an `ExponentialMechanism(epsilon)`
         (bounded-range analysis, rho = epsilon^2 / 8).
+
+        The qualities are computed exactly, as integers in units of 1/`SCORE_UNITS` of a
+        record: estimates and penalties are first rounded to that lattice (public
+        post-processing), the L1 errors summed in integers and the weight ratios applied as
+        exact fractions, rounded down. The integer score then has sensitivity exactly
+        `SCORE_UNITS` (flooring cannot widen an integer gap), so floating-point rounding can
+        never raise the sensitivity above what is charged. The argmax of the scores plus
+        Gumbel noise of scale 2 * SCORE_UNITS / epsilon is drawn by the noise source.
 
         Args:
             candidates: the marginals to choose from.
@@ -164,7 +201,9 @@ class PrivateTable:
         checked = [self._check_clique(c) for c in candidates]
         if not checked:
             raise ConfigError("select() needs at least one candidate")
-        if not (np.isfinite(epsilon) and epsilon > 0):
+        if isinstance(epsilon, bool) or not (
+            isinstance(epsilon, (int, float, np.floating)) and np.isfinite(epsilon) and epsilon > 0
+        ):
             raise PrivacyError(f"selection epsilon must be positive and finite, got {epsilon!r}")
         w = np.ones(len(checked)) if weights is None else np.asarray(weights, dtype=np.float64)
         pen = np.zeros(len(checked)) if penalties is None else np.asarray(penalties, float)
@@ -172,26 +211,39 @@ class PrivateTable:
             raise ConfigError("weights and penalties need one entry per candidate")
         if (w < 0).any() or not np.isfinite(w).all() or w.max() <= 0:
             raise ConfigError("weights must be finite, non-negative, and not all zero")
-        sensitivity = float(w.max())
+        if not np.isfinite(pen).all() or (np.abs(pen) * SCORE_UNITS > INT_LIMIT).any():
+            raise ConfigError("penalties must be finite and below 2**46 in magnitude")
         get = estimates if callable(estimates) else estimates.__getitem__
-        est = [np.asarray(get(c), dtype=np.float64).ravel() for c in checked]
-        for c, e in zip(checked, est, strict=True):
+        lattice = []
+        for c in checked:
+            e = np.asarray(get(c), dtype=np.float64).ravel()
             if e.shape != (self.domain_size(c),):
                 raise ConfigError(
                     f"estimate for {c} has {e.size} cells, expected {self.domain_size(c)}"
                 )
+            if not np.isfinite(e).all() or np.abs(e).sum() * SCORE_UNITS > INT_LIMIT:
+                raise ConfigError(
+                    f"estimate for {c} must be finite, with absolute values summing below 2**46"
+                )
+            lattice.append(np.rint(e * SCORE_UNITS).astype(np.int64))
         self.accountant.compose(
             ExponentialMechanism(epsilon=float(epsilon)), stage=self._stage, label=label
         )
-        rng = self._rng()
-        errors = np.array(
-            [np.abs(self._source.marginal(c) - e).sum() for c, e in zip(checked, est, strict=True)]
-        )
-        scores = w * (errors - pen)
-        logits = epsilon * scores / (2.0 * sensitivity)
-        # Gumbel-max: argmax(logits + Gumbel) is a draw from softmax(logits).
-        choice = int(np.argmax(logits + rng.gumbel(size=logits.shape)))
-        return checked[choice]
+        w_max = Fraction(float(w.max()))
+        scores = []
+        for c, e, w_r, p_r in zip(checked, lattice, w, pen, strict=True):
+            counts = np.asarray(self._source.marginal(c), dtype=np.int64)
+            if int(counts.sum()) > INT_LIMIT // SCORE_UNITS:
+                raise PrivacyError("tables of more than 2**46 records cannot be scored exactly")
+            counts = counts * SCORE_UNITS
+            error = int(np.abs(counts - e).sum(dtype=np.int64))
+            ratio = Fraction(float(w_r)) / w_max
+            q = (error - int(np.rint(p_r * SCORE_UNITS))) * ratio
+            scores.append(math.floor(q))
+        # Gumbel scale 2*Delta/epsilon with Delta = SCORE_UNITS; rounded up, so that the
+        # mechanism's epsilon is at most the one charged.
+        scale = float(np.nextafter(2.0 * SCORE_UNITS / float(epsilon), np.inf))
+        return checked[self._noise.noisy_max(scores, scale)]
 
     # -- raw rows (mechanisms that must touch records, e.g. DP-SGD) ----------------------------
 
@@ -209,6 +261,7 @@ class PrivateTable:
             trial.compose(event, count=count, stage=self._stage, label=label)
         for event, count in events:
             self.accountant.compose(event, count=count, stage=self._stage, label=label)
+        self._audit["rows_read"] = True
         return self._source.rows()
 
     def describe(self) -> dict[str, Any]:

@@ -44,36 +44,48 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: The mark on everything that reads the real table: evaluations are not part of a release.
+NOT_PRIVATE = (
+    "NOT differentially private: computed on the real (sensitive) table; for the data "
+    "owner's own evaluation, not for publication"
+)
+
+#: The files of a release directory; nothing else is ever written there.
+RELEASE_FILES = ("release.csv", "privacy.json", "run.json")
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """Identity and settings of one chain run (handed to lifecycle hooks).
 
+    It holds no seed: the noise of a release is never reproducible from anything recorded,
+    and a caller's seed (experiments) is a secret that stays with the caller.
+
     Attributes:
-        run_id: unique id of the run.
-        seed: the root seed (entropy of the run's `SeedSequence`); rerunning with it reproduces
-            the release.
+        run_id: unique id of the run (random, from OS entropy).
         synthesizer: registered name (or class name) of the synthesizer, and its parameters.
         fairness: name of the fairness transformer, or None, and its parameters.
-        metrics: names of the metrics.
+        metrics: names of the metrics (an evaluation: not written into the release).
+        seeded: whether the DP noise comes from a caller's seed (an experiment) rather than
+            from fresh OS entropy (a release).
     """
 
     run_id: str
-    seed: int
     synthesizer: str
     synthesizer_params: Mapping[str, Any]
     fairness: str | None = None
     fairness_params: Mapping[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
+    seeded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
-            "seed": self.seed,
             "synthesizer": {"name": self.synthesizer, "params": _jsonable(self.synthesizer_params)},
             "fairness": None
             if self.fairness is None
             else {"name": self.fairness, "params": _jsonable(self.fairness_params)},
-            "metrics": list(self.metrics),
+            "seeded": self.seeded,
         }
 
 
@@ -87,7 +99,9 @@ class PrivacyReport:
         budget: the declared (epsilon, delta) budget.
         ledger: every spend, in order (stage, mechanism, parameters, count).
         neighbouring: the neighbouring relation the guarantee is stated for.
-        assumptions: public facts the release relies on beyond the schema (e.g. the row count).
+        noise: where the noise came from and how it was drawn (see `NoiseSource.describe`).
+        release_size: how the number of released rows was chosen.
+        assumptions: what the guarantee relies on beyond the mathematics.
     """
 
     epsilon: float
@@ -95,6 +109,8 @@ class PrivacyReport:
     budget: tuple[float, float]
     ledger: tuple[Mapping[str, Any], ...]
     neighbouring: str = "add/remove one record"
+    noise: Mapping[str, Any] = field(default_factory=dict)
+    release_size: str = ""
     assumptions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +119,8 @@ class PrivacyReport:
             "delta": self.delta,
             "budget": {"epsilon": self.budget[0], "delta": self.budget[1]},
             "neighbouring": self.neighbouring,
+            "noise": _jsonable(self.noise),
+            "release_size": self.release_size,
             "assumptions": list(self.assumptions),
             "ledger": [_jsonable(e) for e in self.ledger],
         }
@@ -110,41 +128,55 @@ class PrivacyReport:
 
 @dataclass(frozen=True)
 class Release:
-    """A differentially private (and possibly fairer) release.
+    """A differentially private (and possibly fairer) release, with in-memory evaluation.
+
+    Only `data`, `weights`, `privacy`, `schema`, `run`, `seeds` and `versions` are part of the
+    release; `save` writes those and nothing else. `timings` and `metrics` read the real table
+    (directly, or through its size) and stay in memory for research code; `save_evaluation`
+    writes them to a separate file marked as not private.
 
     Attributes:
         data: the released table, in the schema's labels.
         weights: per-row sample weights for downstream training, or None.
-        privacy: the (epsilon, delta) guarantee and its ledger.
-        timings: wall seconds per stage.
+        privacy: the (epsilon, delta) guarantee, its ledger and the noise it used.
         schema: the public schema of `data`.
         run: the run's identity and settings.
-        seeds: the root seed and how stage seeds were derived.
+        seeds: seeds of the post-processing stages (sampling from the fitted model, the
+            fairness transform), when they are independent of the DP noise; empty when they
+            were derived from a caller's secret seed (they would reveal it).
         versions: versions of Python and the packages involved.
+        timings: wall seconds per stage (not part of the release: they grow with the data).
         metrics: results of the chain's metrics (evaluation, not part of the release).
     """
 
     data: pd.DataFrame
     weights: np.ndarray | None
     privacy: PrivacyReport
-    timings: Mapping[str, float]
     schema: Schema
     run: RunInfo
     seeds: Mapping[str, Any]
     versions: Mapping[str, str]
+    timings: Mapping[str, float] = field(default_factory=dict)
     metrics: Mapping[str, MetricResult] = field(default_factory=dict)
 
     def run_record(self) -> dict[str, Any]:
-        """Settings, seeds, versions, timings and metrics as a JSON-serialisable dict."""
+        """`run.json`: settings, released row count, post-processing seeds, versions, schema."""
         return {
             **self.run.to_dict(),
             "rows": len(self.data),
             "weights": self.weights is not None,
             "seeds": _jsonable(self.seeds),
             "versions": dict(self.versions),
-            "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "schema": self.schema.to_dict(),
+        }
+
+    def evaluation_record(self) -> dict[str, Any]:
+        """Metrics and timings of the run, marked as not private (never part of a release)."""
+        return {
+            "warning": NOT_PRIVATE,
+            "run_id": self.run.run_id,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
         }
 
     def save(
@@ -156,9 +188,11 @@ class Release:
     ) -> Path:
         """Write `release.csv`, `privacy.json` and `run.json` into directory `out`.
 
-        Files are written to a temporary directory first and moved into place together, so an
-        error never leaves a half-written release. Weights, if any, are a `weight` column of
-        `release.csv`. `extra` is merged into `run.json` (e.g. the dataset's name).
+        Nothing else goes there: metrics and timings read the real table and belong in
+        `save_evaluation`'s file. Files are written to a temporary directory first and moved
+        into place together, so an error never leaves a half-written release. Weights, if any,
+        are a `weight` column of `release.csv`. `extra` is merged into `run.json` (public
+        settings such as the dataset's name; never a seed or a statistic of the real table).
         """
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite:
@@ -175,11 +209,31 @@ class Release:
                 json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2)
             )
             out.mkdir(exist_ok=True)
-            for f in ("release.csv", "privacy.json", "run.json"):
+            for f in RELEASE_FILES:
                 os.replace(tmp / f, out / f)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return out
+
+    def save_evaluation(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write metrics and timings to the JSON file `path`, marked as not private.
+
+        Keep it outside the release directory and do not publish it: it is computed on the
+        real table.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise ConfigError(f"evaluation file {str(path)!r} exists (pass overwrite)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".safes-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.evaluation_record(), fh, indent=2)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
 
 
 def _jsonable(value: Any) -> Any:

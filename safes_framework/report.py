@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
-from .evaluation import KINDS
+from .evaluation import KINDS, RESEARCH_NOTE
 from .sweep import read_results
 
 logger = logging.getLogger(__name__)
@@ -314,7 +314,8 @@ def write_report(
         f"{failed} of {cells} with a failure recorded. Values are mean ± sd over repeats "
         "(n = repeats with a value); differences are unprivileged minus privileged. "
         "`summary.csv` has every value with n, mean, sd, min, max; `failures.csv` every "
-        "failure count with its most frequent reasons.",
+        "failure count with its most frequent reasons. This is "
+        f"{RESEARCH_NOTE}.",
         "",
     ]
     sections: list[tuple[str, pd.DataFrame | None, list[Path]]] = []

@@ -29,6 +29,7 @@ from .evaluation import (
     PAPER_EPSILONS,
     PAPER_ETAS,
     PAPER_REPEATS,
+    RESEARCH_NOTE,
     ROW_COLUMNS,
     MetricSpec,
     Protocol,
@@ -492,6 +493,7 @@ class ResultStore:
             created = json.loads(self.manifest.read_text()).get("created")
         now = datetime.now(UTC).isoformat(timespec="seconds")
         data = {
+            "note": RESEARCH_NOTE,
             "fingerprint": fingerprint,
             "created": created or now,
             "updated": now,
@@ -995,6 +997,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"({summary.cells_ok} cells ok, {summary.cells_failed} with a failure recorded, "
         f"{summary.cells_skipped} already stored); results in {args.out}"
     )
+    print(f"sweep: {RESEARCH_NOTE}")
     if summary.units_lost:
         print(
             f"sweep: {summary.units_lost} units were lost by the executor (first: "

@@ -12,6 +12,7 @@ from .base import FairnessOutput, FairnessTransformer, StageContext, Synthesizer
 from .errors import BudgetExceededError
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
+from .privacy.noise import SecureNoise, SeededNoise
 from .schema import Categorical, Integer, Schema
 
 
@@ -53,7 +54,9 @@ def check_synthesizer(
 
     Checks: it spends through the accountant and never beyond (epsilon, delta); it returns
     codes of the requested shape inside the schema's domain; the same seed gives the same
-    table; it does not touch numpy's global random state.
+    table; it does not touch numpy's global random state; it runs on exact noise from OS
+    entropy (`SecureNoise`, the release path); if it declares `estimates_rows`, its estimate is
+    a finite positive number.
 
     Args:
         factory: called as `factory(epsilon=..., delta=...)`.
@@ -72,13 +75,12 @@ def check_synthesizer(
     for synth in synths:
         assert isinstance(synth, Synthesizer), "factory must return a Synthesizer"
 
-    def run(seed: int, synth: Synthesizer) -> tuple[np.ndarray, RDPAccountant]:
+    def run(seed: int | None, synth: Synthesizer) -> tuple[np.ndarray, RDPAccountant]:
         acc = RDPAccountant(budget=(epsilon, delta))
-        pt = PrivateTable(
-            InMemorySource(codes, schema.sizes), schema, acc, np.random.SeedSequence(seed)
-        )
+        noise = SecureNoise() if seed is None else SeededNoise(np.random.SeedSequence(seed))
+        pt = PrivateTable(InMemorySource(codes, schema.sizes), schema, acc, noise)
         synth.fit(pt, StageContext("synthesizer"))
-        return synth.sample(57, np.random.default_rng(seed)), acc
+        return synth.sample(57, np.random.default_rng(seed or 0)), acc
 
     state = np.random.get_state(legacy=True)  # noqa: NPY002  (checking it is left alone)
     try:
@@ -91,12 +93,20 @@ def check_synthesizer(
         "synthesizer used numpy's global random state"
     )
     assert len(acc.entries) > 0, "synthesizer read nothing through the DP primitives"
-    assert acc.epsilon(delta) <= epsilon * (1 + 1e-9), "spent more than the budget"
+    assert acc.epsilon(delta) <= epsilon, "spent more than the budget"
     out = np.asarray(out)
     assert out.shape == (57, len(schema.columns)), f"sample returned shape {out.shape}"
     schema.check_codes(out)
+    if synths[0].estimates_rows:
+        estimate = synths[0].estimated_rows()
+        assert isinstance(estimate, (int, float, np.number)) and np.isfinite(estimate), (
+            f"estimated_rows() returned {estimate!r}, not a finite number"
+        )
     again, _ = run(0, synths[1])
     assert np.array_equal(out, again), "the same seed gave different tables"
+    secure, acc = run(None, factory(epsilon=epsilon, delta=delta))
+    assert acc.epsilon(delta) <= epsilon, "spent more than the budget on exact noise"
+    schema.check_codes(np.asarray(secure))
 
 
 def check_fairness_transformer(

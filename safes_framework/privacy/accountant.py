@@ -23,10 +23,11 @@ __all__ = ["LedgerEntry", "RDPAccountant"]
 
 logger = logging.getLogger(__name__)
 
-#: Relative slack on the budget check, so float noise in a plan that fits exactly never raises.
-BUDGET_RTOL = 1e-9
-
 NEIGHBOURING = "add/remove one record"
+
+#: Relative margin planners leave below the exact fit, so that a plan converted by hand
+#: (sigma = sqrt(k / (2 rho)), epsilon = sqrt(8 rho)) still fits the exact budget filter.
+PLAN_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,9 @@ class RDPAccountant:
         if self._budget is None:
             return True
         eps_budget, delta = self._budget
-        return analysis.rdp_to_epsilon(self._orders, total, delta) <= eps_budget * (
-            1.0 + BUDGET_RTOL
-        )
+        # Exact: no slack. Planners size their spends against this same arithmetic, so a
+        # planned spend fits to the last bit and no report ever states more than the budget.
+        return analysis.rdp_to_epsilon(self._orders, total, delta) <= eps_budget
 
     def can_afford(self, event: DpEvent, count: int = 1) -> bool:
         """Whether `count` runs of `event` would stay within the budget (records nothing)."""
@@ -304,9 +305,12 @@ class RDPAccountant:
         return _check_budget((epsilon, delta), "planning target")
 
     def plan_zcdp(self, epsilon: float | None = None, delta: float | None = None) -> float:
-        """The largest ρ such that composing `ZCDP(rho)` keeps ε(δ) <= `epsilon`.
+        """The largest ρ such that composing `ZCDP(rho)` keeps ε(δ) <= `epsilon`, less a margin.
 
         Accounts for everything already spent. With a budget, the result also fits the budget.
+        The result is `PLAN_MARGIN` (relative) below the exact largest ρ, so that spends derived
+        from it by floating-point arithmetic (Gaussian noise sqrt(k / (2ρ)), an exponential
+        mechanism's sqrt(8ρ)) still pass the exact budget filter.
 
         Args:
             epsilon: target total ε (default: the budget's).
@@ -333,7 +337,8 @@ class RDPAccountant:
                 f"no zCDP spend fits: epsilon spent so far is {spent:.6g} at delta={dl:g}, "
                 f"target epsilon={eps:g}{why}"
             )
-        # Confirm against the exact arithmetic of `compose` (safe side).
+        # Leave the margin, then confirm against the exact arithmetic of `compose`.
+        rho *= 1.0 - PLAN_MARGIN
         step = 1e-15
         while not self._fits_all(self._rdp + ZCDP(rho).rdp(self._orders), targets):
             rho *= 1.0 - step

@@ -15,7 +15,7 @@ from thirdparty_synth import IndependentMarginals
 import safes_framework
 from safes_framework import FairnessOutput, FairnessTransformer, SafesChain, Schema, hookimpl
 from safes_framework.base import StageContext, Synthesizer
-from safes_framework.chain import ROW_COUNT_ASSUMPTION, apply_fairness
+from safes_framework.chain import ASSUMPTIONS, ESTIMATED_SIZE, SEED_ASSUMPTION, apply_fairness
 from safes_framework.errors import BudgetExceededError, ConfigError, DomainError
 from safes_framework.plugins import PluginManager
 from safes_framework.primitives import PrivateTable
@@ -65,16 +65,40 @@ def _chain(pm: PluginManager | None = None, **kwargs: Any) -> SafesChain:
 
 
 def test_release_spends_exactly_the_budget(table: pd.DataFrame, schema: Schema) -> None:
-    release = _chain(seed=3).run(table, schema)
-    assert len(release.data) == len(table)
+    release = _chain().run(table, schema)
     assert list(release.data.columns) == list(schema.names)
-    assert release.privacy.epsilon <= 1.0 * (1 + 1e-9)
+    assert release.privacy.epsilon <= 1.0
     assert release.privacy.epsilon == pytest.approx(1.0, abs=1e-6)
     assert release.privacy.budget == (1.0, 1e-6)
-    assert release.privacy.assumptions == (ROW_COUNT_ASSUMPTION,)
+    assert release.privacy.assumptions == ASSUMPTIONS
+    assert release.privacy.release_size == ESTIMATED_SIZE
+    assert release.privacy.noise["source"] == "secure"
     assert [e["label"] for e in release.privacy.ledger] == ["measure"]
     assert set(release.timings) == {"synthesizer", "sample"}
     schema.validate(release.data)
+
+
+def test_default_release_size_is_the_synthesizers_dp_estimate(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    synth = IndependentMarginals(epsilon=1.0, delta=1e-6)
+    release = SafesChain(synth, plugin_manager=PluginManager(load_entrypoints=False)).run(
+        table, schema
+    )
+    assert len(release.data) == max(1, round(synth.estimated_rows()))
+
+
+def test_synthesizer_without_a_row_estimate_needs_rows_before_any_spend(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    class NoEstimate(IndependentMarginals):
+        estimates_rows = False
+
+    with pytest.raises(ConfigError, match="rows=N"):
+        SafesChain(NoEstimate(epsilon=1.0, delta=1e-6))
+    release = SafesChain(NoEstimate(epsilon=1.0, delta=1e-6), rows=50).run(table, schema)
+    assert len(release.data) == 50
+    assert release.privacy.release_size == "chosen by the caller (rows=50)"
 
 
 def test_same_seed_same_release_and_other_seed_differs(table: pd.DataFrame, schema: Schema) -> None:
@@ -85,12 +109,25 @@ def test_same_seed_same_release_and_other_seed_differs(table: pd.DataFrame, sche
     assert not a.equals(c)
 
 
-def test_unseeded_run_records_a_seed_that_reproduces_it(
+def test_seeded_run_says_so_and_records_no_seed(table: pd.DataFrame, schema: Schema) -> None:
+    release = _chain(seed=987_654_321).run(table, schema)
+    assert release.run.seeded and release.seeds == {}
+    assert release.privacy.noise["source"] == "seeded"
+    assert "for experiments" in release.privacy.noise["measurements"]
+    assert release.privacy.assumptions == (*ASSUMPTIONS, SEED_ASSUMPTION)
+    assert "987654321" not in json.dumps(release.run_record())
+    assert not hasattr(release.run, "seed")
+
+
+def test_unseeded_runs_differ_and_record_only_post_processing_seeds(
     table: pd.DataFrame, schema: Schema
 ) -> None:
-    first = _chain().run(table, schema)
-    again = _chain(seed=first.seeds["root"]).run(table, schema)
-    pd.testing.assert_frame_equal(first.data, again.data)
+    first = _chain(fairness=Spy()).run(table, schema)
+    second = _chain(fairness=Spy()).run(table, schema)
+    assert not first.run.seeded
+    assert set(first.seeds) == {"sample", "fairness"}
+    assert first.seeds != second.seeds
+    assert not first.data.equals(second.data)
 
 
 def testapply_fairness_sees_synthetic_table_and_schema_only(
@@ -142,7 +179,7 @@ def test_overspending_synthesizer_is_stopped_before_noise(
     pm = PluginManager(load_entrypoints=False)
     obs = Observer()
     pm.register(obs, name="observer")
-    chain = SafesChain(Greedy(epsilon=1.0, delta=1e-6), seed=0, plugin_manager=pm)
+    chain = SafesChain(Greedy(epsilon=1.0, delta=1e-6), seed=0, rows=10, plugin_manager=pm)
     with pytest.raises(BudgetExceededError):
         chain.run(table, schema)
     assert [e for e in obs.events if e[0] == "spent"] == [("spent", pytest.approx(1.0))]
@@ -160,7 +197,8 @@ def test_bad_input_fails_before_any_spend(table: pd.DataFrame, schema: Schema) -
 
 def test_rows_argument_and_validation(table: pd.DataFrame, schema: Schema) -> None:
     release = _chain(seed=0, rows=123).run(table, schema)
-    assert len(release.data) == 123 and release.privacy.assumptions == ()
+    assert len(release.data) == 123
+    assert release.privacy.release_size == "chosen by the caller (rows=123)"
     with pytest.raises(ConfigError):
         _chain(rows=0)
     with pytest.raises(ConfigError):
@@ -169,22 +207,28 @@ def test_rows_argument_and_validation(table: pd.DataFrame, schema: Schema) -> No
         SafesChain("mst")  # type: ignore[arg-type]
 
 
-def test_save_writes_release_privacy_and_run(
+def test_save_writes_release_privacy_and_run_only(
     table: pd.DataFrame, schema: Schema, tmp_path: Path
 ) -> None:
-    release = _chain(fairness=Spy(), seed=2).run(table, schema)
+    release = _chain(fairness=Spy(), metrics=["mean_outcome_difference"]).run(table, schema)
     out = release.save(tmp_path / "out", extra={"input": {"dataset": "toy"}})
+    assert sorted(p.name for p in out.iterdir()) == ["privacy.json", "release.csv", "run.json"]
     written = pd.read_csv(out / "release.csv")
     assert list(written.columns) == [*schema.names, "weight"]
     privacy = json.loads((out / "privacy.json").read_text())
     assert privacy["epsilon"] == pytest.approx(1.0, abs=1e-6)
     assert privacy["ledger"][0]["count"] == 4
+    assert privacy["noise"]["source"] == "secure"
     run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 2 and run["input"] == {"dataset": "toy"}
-    assert set(run["timings"]) == {"synthesizer", "sample", "fairness"}
+    assert run["input"] == {"dataset": "toy"} and run["seeds"] == release.seeds
+    assert "timings" not in run and "metrics" not in run and "seed" not in run
     assert run["versions"]["safes-framework"] == safes_framework.__version__
     with pytest.raises(ConfigError, match="not empty"):
         release.save(out)
+    evaluation = json.loads(release.save_evaluation(tmp_path / "eval.json").read_text())
+    assert evaluation["warning"].startswith("NOT differentially private")
+    assert set(evaluation["metrics"]) == {"mean_outcome_difference"}
+    assert set(evaluation["timings"]) == {"synthesizer", "sample", "fairness", "metrics"}
 
 
 def test_mst_through_the_chain_is_budget_exact_and_seeded(
@@ -196,7 +240,7 @@ def test_mst_through_the_chain_is_budget_exact_and_seeded(
     b = SafesChain(
         safes_framework.synthesizer("mst", epsilon=2.0, delta=1e-9), seed=4, plugin_manager=pm
     ).run(table, schema)
-    assert a.privacy.epsilon <= 2.0 * (1 + 1e-9)
+    assert a.privacy.epsilon <= 2.0
     assert a.privacy.epsilon == pytest.approx(2.0, abs=1e-6)
     pd.testing.assert_frame_equal(a.data, b.data)
     schema.validate(a.data)

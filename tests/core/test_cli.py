@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pandas as pd
 import pytest
@@ -26,37 +27,61 @@ def test_run_writes_release_privacy_and_run_json(
     inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, spec = inputs
-    out = tmp_path / "out"
+    out, evaluation = tmp_path / "out", tmp_path / "eval.json"
     code = main(
         [
-            "run",
-            "--data",
-            str(data),
-            "--schema",
-            str(spec),
-            "--synthesizer",
-            "mst",
-            "--epsilon",
-            "1",
-            "--delta",
-            "1e-9",
-            "--seed",
-            "0",
-            "--out",
-            str(out),
+            "run", "--data", str(data), "--schema", str(spec), "--synthesizer", "mst",
+            "--epsilon", "1", "--delta", "1e-9", "--out", str(out),
+            "--metric", "mean_outcome_difference", "--evaluation", str(evaluation),
         ]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "[synthesizer] started" in captured.err and "4/4 done" in captured.err
-    assert "(1, 1e-09)-DP" in captured.out
+    assert "(1, 1e-09)-DP" in captured.out and "NOT private" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["privacy.json", "release.csv", "run.json"]
     release = pd.read_csv(out / "release.csv")
-    assert len(release) == 2000
+    assert abs(len(release) - 2000) < 200  # a DP estimate of the size, not the size
     privacy = json.loads((out / "privacy.json").read_text())
-    assert privacy["epsilon"] <= 1 + 1e-9 and privacy["delta"] == 1e-9
+    assert privacy["epsilon"] <= 1 and privacy["delta"] == 1e-9
+    assert privacy["noise"]["source"] == "secure"
     run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 0 and run["synthesizer"]["name"] == "mst"
-    assert set(run["timings"]) == {"synthesizer", "sample"}
+    assert run["synthesizer"]["name"] == "mst" and run["rows"] == len(release)
+    assert "timings" not in run and "seed" not in run and "metrics" not in run
+    assert json.loads(evaluation.read_text())["warning"].startswith("NOT differentially")
+
+
+def test_run_with_a_seed_warns_and_records_no_seed(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    out = tmp_path / "out"
+    argv = ["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+            "--seed", "48151623", "--rows", "100", "--quiet", "--out", str(out)]
+    with patch.object(sys, "argv", ["safes", *argv]):
+        code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "safes: warning: --seed makes the DP noise reproducible" in captured.err
+    for f in out.iterdir():
+        assert "48151623" not in f.read_text(), f.name
+    run = json.loads((out / "run.json").read_text())
+    assert "<secret>" in run["command"] and run["seeded"] is True
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert "for experiments" in privacy["noise"]["measurements"]
+
+
+def test_run_refuses_metrics_without_an_evaluation_file_outside_the_release(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    base = ["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+            "--out", str(tmp_path / "out"), "--metric", "mean_outcome_difference"]
+    assert main(base) == 2
+    assert "--metric needs --evaluation" in capsys.readouterr().err
+    assert main([*base, "--evaluation", str(tmp_path / "out" / "eval.json")]) == 2
+    assert "inside the release directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ def test_third_party_plugin_through_entry_point(
     # ...and runs in a chain like any built-in.
     synth = pm.synthesizers.create("independent", epsilon=1.0, delta=1e-6)
     release = SafesChain(synth, seed=0, plugin_manager=pm).run(toy_table(300), toy_schema())
-    assert len(release.data) == 300 and release.privacy.epsilon <= 1.0 + 1e-9
+    assert len(release.data) == round(synth.estimated_rows()) and release.privacy.epsilon <= 1.0
     sys.modules.pop("safes_thirdparty", None)
 
 

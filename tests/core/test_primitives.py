@@ -11,13 +11,26 @@ from safes_framework.access import CompressedSource, InMemorySource
 from safes_framework.errors import BudgetExceededError, ConfigError, DataError, PrivacyError
 from safes_framework.primitives import PrivateTable
 from safes_framework.privacy import ExponentialMechanism, Gaussian, RDPAccountant
+from safes_framework.privacy.noise import SecureNoise, SeededNoise
+
+NOISE = ["secure", "seeded"]
 
 
 def _table(
-    table: pd.DataFrame, schema: Schema, budget: tuple[float, float] | None = None, seed: int = 0
+    table: pd.DataFrame,
+    schema: Schema,
+    budget: tuple[float, float] | None = None,
+    seed: int | None = 0,
 ) -> PrivateTable:
     source = InMemorySource(schema.encode_array(table), schema.sizes)
-    return PrivateTable(source, schema, RDPAccountant(budget=budget), np.random.SeedSequence(seed))
+    noise = SecureNoise() if seed is None else SeededNoise(np.random.SeedSequence(seed))
+    return PrivateTable(source, schema, RDPAccountant(budget=budget), noise)
+
+
+def test_private_table_refuses_a_bare_seed(table: pd.DataFrame, schema: Schema) -> None:
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    with pytest.raises(PrivacyError, match="SecureNoise"):
+        PrivateTable(source, schema, RDPAccountant(), np.random.SeedSequence(0))  # type: ignore[arg-type]
 
 
 def test_marginals_are_bincounts_over_mixed_radix_codes(
@@ -43,10 +56,15 @@ def test_measure_charges_one_gaussian_per_marginal(table: pd.DataFrame, schema: 
     assert pt.accountant.epsilon(1e-6) == pytest.approx(ref.epsilon(1e-6))
 
 
-def test_measurement_noise_has_the_stated_scale(table: pd.DataFrame, schema: Schema) -> None:
-    pt = _table(table, schema)
+@pytest.mark.parametrize("kind", NOISE)
+def test_measurement_noise_is_integer_with_the_stated_scale(
+    table: pd.DataFrame, schema: Schema, kind: str
+) -> None:
+    pt = _table(table, schema, seed=None if kind == "secure" else 0)
     exact = InMemorySource(schema.encode_array(table), schema.sizes).marginal(("edu",))
-    noise = np.concatenate([pt.measure([("edu",)], 4.0)[0].values - exact for _ in range(400)])
+    draws = [pt.measure([("edu",)], 4.0)[0].values for _ in range(400)]
+    assert all(d.dtype == np.int64 for d in draws)
+    noise = np.concatenate([d - exact for d in draws])
     assert noise.mean() == pytest.approx(0.0, abs=0.3)
     assert noise.std() == pytest.approx(4.0, rel=0.05)
 
@@ -61,8 +79,9 @@ def test_spend_beyond_budget_raises_before_noise(table: pd.DataFrame, schema: Sc
     assert (after_failure == fresh).all()  # the failed call consumed no randomness
 
 
-def test_select_prefers_the_worst_estimate(table: pd.DataFrame, schema: Schema) -> None:
-    pt = _table(table, schema)
+@pytest.mark.parametrize("kind", NOISE)
+def test_select_prefers_the_worst_estimate(table: pd.DataFrame, schema: Schema, kind: str) -> None:
+    pt = _table(table, schema, seed=None if kind == "secure" else 0)
     source = InMemorySource(schema.encode_array(table), schema.sizes)
     cands = [("sex", "race"), ("edu", "income"), ("race", "income")]
     est = {c: source.marginal(c).copy() for c in cands}
@@ -72,8 +91,11 @@ def test_select_prefers_the_worst_estimate(table: pd.DataFrame, schema: Schema) 
     assert pt.accountant.entries[0].event == ExponentialMechanism(epsilon=5.0).to_dict()
 
 
-def test_select_draws_from_the_exponential_mechanism(table: pd.DataFrame, schema: Schema) -> None:
-    pt = _table(table, schema)
+@pytest.mark.parametrize("kind", NOISE)
+def test_select_draws_from_the_exponential_mechanism(
+    table: pd.DataFrame, schema: Schema, kind: str
+) -> None:
+    pt = _table(table, schema, seed=None if kind == "secure" else 0)
     source = InMemorySource(schema.encode_array(table), schema.sizes)
     cands = [("sex",), ("race",)]
     est = {
@@ -85,6 +107,22 @@ def test_select_draws_from_the_exponential_mechanism(table: pd.DataFrame, schema
     picks = [pt.select(cands, epsilon=eps, estimates=est) for _ in range(3000)]
     freq = np.mean([p == ("race",) for p in picks])
     assert freq == pytest.approx(np.exp(1.5) / (np.exp(0.5) + np.exp(1.5)), abs=0.03)
+
+
+def test_select_weights_scale_scores_exactly(table: pd.DataFrame, schema: Schema) -> None:
+    # weights 1 and 3: qualities (1/3) * 1 and 1 * 3 -> P(race) = e^{1.5} / (e^{1/6} + e^{1.5})
+    pt = _table(table, schema, seed=1)
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    est = {
+        ("sex",): source.marginal(("sex",)) + np.array([1.0, 0.0]),
+        ("race",): source.marginal(("race",)) + np.array([2.0, 1.0]),
+    }
+    picks = [
+        pt.select([("sex",), ("race",)], epsilon=1.0, estimates=est, weights=[1.0, 3.0])
+        for _ in range(3000)
+    ]
+    freq = np.mean([p == ("race",) for p in picks])
+    assert freq == pytest.approx(np.exp(1.5) / (np.exp(1 / 6) + np.exp(1.5)), abs=0.03)
 
 
 def test_select_validates_inputs(table: pd.DataFrame, schema: Schema) -> None:

@@ -20,6 +20,7 @@ from safes_framework.errors import ConfigError, SafesError
 from safes_framework.plugins import PluginManager
 from safes_framework.primitives import PrivateTable
 from safes_framework.privacy import RDPAccountant
+from safes_framework.privacy.noise import SeededNoise
 from safes_framework.testing import check_synthesizer, toy_schema, toy_table
 
 FAST = {"max_iters": 200}
@@ -30,7 +31,7 @@ def _private_table(
 ) -> PrivateTable:
     acc = RDPAccountant(budget=(epsilon, delta))
     source = InMemorySource(schema.encode_array(table), schema.sizes)
-    return PrivateTable(source, schema, acc, np.random.SeedSequence(seed))
+    return PrivateTable(source, schema, acc, SeededNoise(np.random.SeedSequence(seed)))
 
 
 def _fit(
@@ -184,7 +185,7 @@ def test_single_column_source_works() -> None:
     codes = np.random.default_rng(0).integers(0, 6, (300, 1))
     acc = RDPAccountant(budget=(1.0, 1e-9))
     data = PrivateTable(InMemorySource(codes, {"x": 6}), toy_schema(), acc,
-                        np.random.SeedSequence(0))
+                        SeededNoise(np.random.SeedSequence(0)))
     synth = AIM(1.0, 1e-9, **FAST)
     synth.fit(data, StageContext("synthesizer"))
     assert synth.sample(50, np.random.default_rng(0)).shape == (50, 1)
@@ -274,7 +275,7 @@ def test_cli_runs_aim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         warnings.simplefilter("error")
         code = main(["run", "--data", str(data), "--schema", str(spec), "--synthesizer", "aim",
                      "--epsilon", "1", "--seed", "0", "--synth-param", "max_iters=100",
-                     "--out", str(out)])
+                     "--rows", "300", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "aim: round" in captured.err

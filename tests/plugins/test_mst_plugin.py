@@ -59,8 +59,8 @@ def test_error_falls_as_epsilon_grows() -> None:
 def test_tiny_inputs_work() -> None:
     schema = toy_schema()
     one_row = toy_table(1)
-    release, _ = _run(one_row, schema, 1.0, seed=0)
-    assert len(release.data) == 1
+    release, synth = _run(one_row, schema, 1.0, seed=0)
+    assert len(release.data) == max(1, round(synth.estimated_rows())) >= 1
     constant = toy_table(300).assign(race=1)
     release, _ = _run(constant, schema, 1.0, seed=0)
     schema.validate(release.data)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safes_framework.errors import BudgetExceededError, PrivacyError
+from safes_framework.privacy.accountant import PLAN_MARGIN
 from safes_framework.privacy import (
     DEFAULT_ORDERS,
     ZCDP,
@@ -21,6 +22,7 @@ from safes_framework.privacy import (
     LedgerEntry,
     RDPAccountant,
     SubsampledGaussian,
+    max_zcdp_rho,
     rdp_to_epsilon,
 )
 
@@ -231,7 +233,7 @@ def test_spends_are_recorded_exactly_while_they_fit_the_budget(
                 acc.compose(event, count)
             np.testing.assert_array_equal(acc.rdp, before)
             break
-    assert acc.epsilon(delta) <= eps * (1 + 1e-9)
+    assert acc.epsilon(delta) <= eps
 
 
 def test_can_afford_records_nothing() -> None:
@@ -340,8 +342,26 @@ def test_plan_zcdp_fits_and_a_slightly_larger_rho_does_not(
     trial = acc.copy()
     trial.compose(ZCDP(rho))
     assert trial.epsilon(delta) <= eps
-    assert rdp_to_epsilon(acc.orders, acc.rdp + rho * (1 + 1e-9) * acc.orders, delta) > eps
+    larger = rho * (1 + 3 * PLAN_MARGIN)
+    assert rdp_to_epsilon(acc.orders, acc.rdp + larger * acc.orders, delta) > eps
     assert not acc.can_afford(ZCDP(rho * (1 + 1e-6)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    eps=st.floats(0.05, 10.0),
+    delta=st.sampled_from([1e-9, 1e-6, 1e-5]),
+    count=st.integers(1, 300),
+)
+def test_a_plan_converted_by_hand_passes_the_exact_filter(
+    eps: float, delta: float, count: int
+) -> None:
+    # What plugin authors write: sigma = sqrt(k / (2 rho)), epsilon = sqrt(8 rho) per part.
+    acc = RDPAccountant(budget=(eps, delta))
+    rho = acc.plan_zcdp()
+    acc.compose(Gaussian(math.sqrt(count / (2 * rho / 2))), count)
+    acc.compose(ExponentialMechanism(math.sqrt(8 * (rho / 2) / count)), count)
+    assert acc.epsilon(delta) <= eps
 
 
 @settings(max_examples=25, deadline=None)
@@ -361,7 +381,7 @@ def test_plan_gaussian_fits_and_a_slightly_smaller_sigma_does_not(
     trial = acc.copy()
     trial.compose(Gaussian(sigma), count)
     assert trial.epsilon(delta) <= eps
-    smaller = acc.rdp + count * Gaussian(sigma * (1 - 1e-9)).rdp(acc.orders)
+    smaller = acc.rdp + count * Gaussian(sigma * (1 - 3 * PLAN_MARGIN)).rdp(acc.orders)
     assert rdp_to_epsilon(acc.orders, smaller, delta) > eps
     assert not acc.can_afford(Gaussian(sigma * (1 - 1e-6)), count)
 
@@ -403,7 +423,7 @@ def test_plan_for_an_epsilon_below_what_the_grid_can_certify_says_so() -> None:
 
 def test_plan_when_the_budget_is_spent_raises() -> None:
     acc = RDPAccountant(budget=BUDGET)
-    acc.compose(ZCDP(acc.plan_zcdp()))
+    acc.compose(ZCDP(max_zcdp_rho(acc.orders, acc.rdp, *BUDGET)))
     with pytest.raises(BudgetExceededError, match="no zCDP spend fits"):
         acc.plan_zcdp()
     with pytest.raises(BudgetExceededError):

@@ -17,17 +17,25 @@ class IndependentMarginals(Synthesizer):
     """
 
     name = "independent"
+    estimates_rows = True
 
     def fit(self, data: PrivateTable, ctx: StageContext) -> None:
         rho = data.accountant.plan_zcdp()
         d = len(data.columns)
         sigma = float(np.sqrt(d / (2 * rho)))
         ms = data.measure([(c,) for c in data.columns], sigma)
+        # Each noisy marginal's sum estimates n with variance sigma^2 * cells: combine them.
+        precision = np.array([1.0 / m.values.size for m in ms])
+        sums = np.array([m.values.sum() for m in ms], dtype=float)
+        self._total = float((precision * sums).sum() / precision.sum())
         self._probs = []
         for m in ms:
             p = np.clip(m.values, 0, None)
             self._probs.append(p / p.sum() if p.sum() > 0 else np.full(p.size, 1 / p.size))
         ctx.progress(1, 1, "measured")
+
+    def estimated_rows(self) -> float:
+        return self._total
 
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         return np.stack([rng.choice(p.size, size=rows, p=p) for p in self._probs], axis=1)
