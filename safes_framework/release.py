@@ -30,6 +30,7 @@ _VERSIONED = (
     "jax",
     "cvxpy",
     "pluggy",
+    "opendp",
 )
 
 
