@@ -8,6 +8,11 @@ Usage:
     python benchmarks/bench_aim.py                       # adult, compas, compas eps=10
     python benchmarks/bench_aim.py --cases adult-full --seeds 0
     python benchmarks/bench_aim.py --cases adult --seeds 0 1 2 3 4 --markdown
+    python benchmarks/bench_aim.py --cases adult-full --seeds 0 1 --noise secure
+
+`--noise seeded` (default) seeds each run (floating-point noise, for experiments); `--noise
+secure` runs the release path (exact noise from OS entropy; `--seeds` then only counts runs).
+Every run releases as many rows as the real table, so the TVDs compare like with like.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def mean_tvd(real: np.ndarray, synth: np.ndarray, sizes: list[int], order: int) 
     return float(np.mean(marginal_tvds(real, None, synth, None, sizes, cliques)))
 
 
-def run_one(case: str, seed: int, extra: dict) -> dict:
+def run_one(case: str, seed: int, extra: dict, noise: str = "seeded") -> dict:
     """One cold run (call in a fresh process)."""
     start = time.perf_counter()
     import safes_framework
@@ -64,11 +69,13 @@ def run_one(case: str, seed: int, extra: dict) -> dict:
     )
     load_before = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    release = SafesChain(synth, seed=seed, plugin_manager=pm).run(df, schema)
+    release = SafesChain(
+        synth, seed=seed if noise == "seeded" else None, rows=len(df), plugin_manager=pm
+    ).run(df, schema)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     fake = schema.encode_array(release.data)
     return {
-        "case": case, "seed": seed, "rows": len(df), "epsilon": spec["epsilon"],
+        "case": case, "seed": seed, "noise": noise, "rows": len(df), "epsilon": spec["epsilon"],
         "params": {**spec["params"], **extra},
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "import_s": round(import_s, 2),
         "stages_s": {k: round(v, 2) for k, v in release.timings.items()},
@@ -130,6 +137,7 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="extra AIM parameter (Python literal), e.g. engine='tree'")
     ap.add_argument("--markdown", action="store_true", help="also print a markdown table")
+    ap.add_argument("--noise", choices=["seeded", "secure"], default="seeded")
     ap.add_argument("--one", nargs=2, metavar=("CASE", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     extra = {}
@@ -137,14 +145,14 @@ def main() -> None:
         key, value = p.split("=", 1)
         extra[key] = eval(value, {})  # a benchmark flag, not user input
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), extra)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), extra, args.noise)))
         return
     print(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
                       "cpus": os.cpu_count()}), flush=True)
     rows = []
     for case in args.cases:
         for seed in args.seeds:
-            cmd = [sys.executable, __file__, "--one", case, str(seed)]
+            cmd = [sys.executable, __file__, "--one", case, str(seed), "--noise", args.noise]
             cmd += [f"--param={p}" for p in args.param]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:

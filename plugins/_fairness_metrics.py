@@ -85,7 +85,7 @@ class MeanOutcomeDifference(Metric):
                 "unprivileged": float(unpriv.sum()),
             }
         words = (
-            f"{how} ({len(codes)} rows); P({schema.label} = {schema.favorable!r} | "
+            f"{how}; P({schema.label} = {schema.favorable!r} | "
             "unprivileged) - P(... | privileged)"
         )
         return MetricResult(self.name, values, words, {"group_sizes": sizes})

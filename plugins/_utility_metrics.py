@@ -283,8 +283,8 @@ def downstream_predictions(
         },
     )
     words = (
-        f"LogisticRegression trained on the {how}, evaluated on the real test table "
-        f"({int(tcounts.sum())} rows); positive class = favourable label"
+        f"LogisticRegression trained on the {how}, evaluated on the real test table; "
+        "positive class = favourable label"
     )
     return pred, words
 
@@ -507,8 +507,8 @@ class PropensityKS(Metric):
             ks, pvalue = weighted_ks(sr, rcounts, ss, scounts), math.nan
         words = (
             f"logistic-regression propensity scores of the real {self.reference} table "
-            f"({len(real)} rows) pooled with the {how} ({len(rel)} rows), fitted and "
-            "scored in-sample; KS between the two score distributions"
+            f"pooled with the {how}, fitted and scored in-sample; KS between the two score "
+            "distributions"
         )
         return MetricResult(
             self.name,

@@ -1,4 +1,4 @@
-"""Privacy accounting: mechanism events, the RDP accountant (ledger, budget filter, planning)."""
+"""Privacy: mechanism events, the RDP accountant (ledger, filter, planning), noise sources."""
 
 from ..errors import BudgetExceededError, PrivacyError
 from .accountant import LedgerEntry, RDPAccountant
@@ -11,6 +11,7 @@ from .analysis import (
     zcdp_rho_for,
 )
 from .events import ZCDP, DpEvent, ExponentialMechanism, Gaussian, Laplace, SubsampledGaussian
+from .noise import NoiseSource, SecureNoise, SeededNoise
 
 __all__ = [
     "DEFAULT_ORDERS",
@@ -21,8 +22,11 @@ __all__ = [
     "Gaussian",
     "Laplace",
     "LedgerEntry",
+    "NoiseSource",
     "PrivacyError",
     "RDPAccountant",
+    "SecureNoise",
+    "SeededNoise",
     "SubsampledGaussian",
     "default_orders",
     "max_zcdp_rho",
