@@ -131,7 +131,6 @@ class CompressedSource:
         clique = tuple(clique)
         if clique not in self._cache:
             base = self._source.marginal(clique)
-            old_shape = tuple(self._source.sizes[c] for c in clique)
             new_shape = tuple(self._sizes[c] for c in clique)
             grids = np.meshgrid(
                 *[self._mapping.get(c, np.arange(self._source.sizes[c])) for c in clique],

@@ -223,7 +223,7 @@ class SafesChain:
             # should record.
             run = dataclasses.replace(run, fairness_params=self.fairness.params())
 
-        assumptions = ASSUMPTIONS
+        assumptions: tuple[str, ...] = ASSUMPTIONS
         if self.seed is not None:
             assumptions += (SEED_ASSUMPTION,)
         if rows_read:

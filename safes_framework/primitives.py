@@ -231,12 +231,11 @@ class PrivateTable:
         )
         w_max = Fraction(float(w.max()))
         scores = []
-        for c, e, w_r, p_r in zip(checked, lattice, w, pen, strict=True):
+        for c, est_units, w_r, p_r in zip(checked, lattice, w, pen, strict=True):
             counts = np.asarray(self._source.marginal(c), dtype=np.int64)
             if int(counts.sum()) > INT_LIMIT // SCORE_UNITS:
                 raise PrivacyError("tables of more than 2**46 records cannot be scored exactly")
-            counts = counts * SCORE_UNITS
-            error = int(np.abs(counts - e).sum(dtype=np.int64))
+            error = int(np.abs(counts * SCORE_UNITS - est_units).sum(dtype=np.int64))
             ratio = Fraction(float(w_r)) / w_max
             q = (error - int(np.rint(p_r * SCORE_UNITS))) * ratio
             scores.append(math.floor(q))

@@ -2,9 +2,10 @@
 
 A release is private only if its noise cannot be reproduced. `SecureNoise` (the default) draws
 exact noise through OpenDP's Rust core, whose random bits come from a cryptographically secure
-generator seeded by the operating system; they never reach Python, let alone a file. `SeededNoise` makes a run reproducible from a seed
-the caller holds: it uses numpy's floating-point samplers, so it is for experiments (sweeps,
-tests); the privacy report says so, and the guarantee holds only while the seed stays secret.
+generator seeded by the operating system; they never reach Python, let alone a file.
+`SeededNoise` makes a run reproducible from a seed the caller holds: it uses numpy's
+floating-point samplers, so it is for experiments (sweeps, tests); the privacy report says
+so, and the guarantee holds only while the seed stays secret.
 
 Both sources draw the same distributions:
 

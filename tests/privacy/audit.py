@@ -11,8 +11,9 @@ from scipy.stats import beta
 
 def clopper_pearson(successes: int, trials: int, alpha: float) -> tuple[float, float]:
     """Two-sided (1 - alpha) Clopper-Pearson interval for a binomial proportion."""
-    lo = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
-    hi = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    k, n = successes, trials
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     return lo, hi
 
 

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safes_framework.errors import BudgetExceededError, PrivacyError
-from safes_framework.privacy.accountant import PLAN_MARGIN
 from safes_framework.privacy import (
     DEFAULT_ORDERS,
     ZCDP,
@@ -25,6 +24,7 @@ from safes_framework.privacy import (
     max_zcdp_rho,
     rdp_to_epsilon,
 )
+from safes_framework.privacy.accountant import PLAN_MARGIN
 
 from .conftest import INTEGER_ORDERS, compositions, deltas, events, reference_accountant
 
