@@ -1,4 +1,4 @@
-"""Benchmark: AIM on the issue's cases, time beside mean 1-, 2- and 3-way TVD to the real data.
+"""Benchmark: AIM on the reference cases, time beside mean 1-, 2- and 3-way TVD to the real data.
 
 Each (case, seed) runs in a fresh Python process, so the times include every one-time cost of
 a run (nothing is compiled, but caches start cold); imports are timed apart. The machine is
@@ -27,9 +27,9 @@ import sys
 import time
 
 import numpy as np
-from safes_plugins._utility_metrics import marginal_tvds
+from safes_plugins.metrics.utility import marginal_tvds
 
-#: The issue's cases: name -> (dataset, epsilon, AIM parameters, training split?, targets).
+#: The cases: name -> (dataset, epsilon, AIM parameters, training split?, targets).
 CASES: dict[str, dict] = {
     "adult": {"dataset": "adult", "epsilon": 1.0, "params": {}, "split": True,
               "reference_s": 35.6, "target_s": 3.5, "target_tvd2": 0.0154},

@@ -14,7 +14,7 @@ import json
 import time
 
 import numpy as np
-from safes_plugins._utility_metrics import marginal_tvds
+from safes_plugins.metrics.utility import marginal_tvds
 
 import safes_framework
 from safes_framework import SafesChain, datasets

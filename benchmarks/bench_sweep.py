@@ -25,7 +25,7 @@ import tempfile
 import time
 from typing import Any
 
-from safes_framework.sweep import SweepConfig, read_results, run_sweep
+from safes_framework.sweeps import SweepConfig, read_results, run_sweep
 
 
 def grid(name: str, repeats: int | None) -> SweepConfig:

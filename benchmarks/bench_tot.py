@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from safes_plugins._distortion import ADULT, Distortion, Moves, Ordinal
-from safes_plugins.tot import TOT
+from safes_plugins.fairness.tot import TOT
+from safes_plugins.fairness.tot.distortion import ADULT, Distortion, Moves, Ordinal
 
 from safes_framework import datasets
 from safes_framework.schema import Categorical, Schema

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .arguments import parse_param
 from .errors import ConfigError, DataError, PluginError, SafesError, SchemaError
 from .plugins import get_plugin_manager, hookimpl
 
@@ -25,18 +25,6 @@ USAGE_ERRORS = (ConfigError, DataError, PluginError, SchemaError)
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    """`key=value` with value read as a Python literal when it is one (1e-3, [1, 2], True)."""
-    if "=" not in text:
-        raise ConfigError(f"parameter {text!r} must look like key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip().replace("-", "_"), value
 
 
 class ProgressPrinter:
@@ -140,13 +128,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         if evaluation.exists() and not args.overwrite:
             raise ConfigError(f"evaluation file {str(evaluation)!r} exists (add --overwrite)")
-    synth_params = dict(_parse_param(p) for p in args.synth_param)
+    synth_params = dict(parse_param(p) for p in args.synth_param)
     synth = pm.synthesizers.create(
         args.synthesizer, epsilon=args.epsilon, delta=args.delta, **synth_params
     )
     fairness = None
     if args.fairness:
-        fparams = dict(_parse_param(p) for p in args.fairness_param)
+        fparams = dict(parse_param(p) for p in args.fairness_param)
         if args.eta is not None:
             fparams["eta"] = args.eta
         fairness = pm.fairness_transformers.create(args.fairness, **fparams)
@@ -269,8 +257,8 @@ def _build_plugins(p: argparse.ArgumentParser) -> None:
 COMMANDS["run"] = (_build_run, _cmd_run, "run a chain on a dataset and write a release")
 COMMANDS["plugins"] = (_build_plugins, _cmd_plugins, "list installed plugins")
 
-from . import report as _report  # noqa: E402  (these modules import cli lazily)
-from . import sweep as _sweep  # noqa: E402
+from . import report as _report  # noqa: E402
+from .sweeps import commands as _sweep  # noqa: E402
 
 COMMANDS["sweep"] = (
     _sweep.build_sweep_parser,

@@ -26,11 +26,11 @@ PROJECT = "safes_framework"
 
 #: The built-in plugins: ordinary plugins, registered by module name.
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "safes_plugins.aim",
-    "safes_plugins.mst",
+    "safes_plugins.synthesizers.aim",
+    "safes_plugins.synthesizers.mst",
     "safes_plugins.metrics",
-    "safes_plugins.tot",
-    "safes_plugins.reweighing",
+    "safes_plugins.fairness.tot",
+    "safes_plugins.fairness.reweighing",
 )
 
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .evaluation import KINDS, RESEARCH_NOTE
-from .sweep import read_results
+from .sweeps import read_results
 
 logger = logging.getLogger(__name__)
 

@@ -179,7 +179,7 @@ def test_plugins_lists_kind_and_origin(capsys: pytest.CaptureFixture[str]) -> No
         **mst,
         "kind": "synthesizer",
         "origin": "built-in",
-        "plugin": "safes_plugins.mst",
+        "plugin": "safes_plugins.synthesizers.mst",
     }
 
 

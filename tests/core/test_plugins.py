@@ -28,7 +28,7 @@ def test_builtins_are_registered_from_the_tuple() -> None:
     pm = PluginManager(load_entrypoints=False)
     assert set(DEFAULT_PLUGINS) <= set(pm.plugin_names())
     entry = pm.synthesizers.entry("mst")
-    assert entry.plugin == "safes_plugins.mst"
+    assert entry.plugin == "safes_plugins.synthesizers.mst"
     assert pm.origin(entry.plugin) == "built-in"
 
 
@@ -63,7 +63,8 @@ def test_runtime_registration_and_duplicate_names() -> None:
     pm.register(_Dup(), name="dup")
     with pytest.raises(
         PluginError,
-        match="'mst' is registered twice: by plugin 'safes_plugins.mst' and by plugin 'dup'",
+        match="'mst' is registered twice: by plugin 'safes_plugins.synthesizers.mst' and by "
+        "plugin 'dup'",
     ):
         pm.synthesizers  # noqa: B018
 

@@ -1,0 +1,1 @@
+"""Fairness transformers: TOT (optimized pre-processing, `tot/`) and reweighing."""

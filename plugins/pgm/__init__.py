@@ -1,0 +1,43 @@
+"""The graphical-model engine AIM and MST share: measurements, junction trees, estimation, sampling.
+
+It is the project's own numpy implementation of mbi's algorithms (McKenna, Sheldon & Miklau
+2019; the `mbi` package supplies domains, model-size estimates, and an alternative JAX
+estimator), laid out as mbi is: `domain`, `measurements`, `junction_tree`, `estimation`,
+`sampling`.
+"""
+
+import os
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+# mbi builds many small programs; a persistent compilation cache only slows it down.
+jax.config.update("jax_enable_compilation_cache", False)
+
+from .domain import Clique, ModelSizeCache, domain, model_size_mb  # noqa: E402
+from .estimation import (  # noqa: E402
+    DenseMirrorDescent,
+    TreeFit,
+    TreeMirrorDescent,
+    estimate_graph,
+)
+from .junction_tree import JunctionTree, TreeMarginals  # noqa: E402
+from .measurements import MeasurementLog  # noqa: E402
+from .sampling import sample_tree  # noqa: E402
+
+__all__ = [
+    "Clique",
+    "DenseMirrorDescent",
+    "JunctionTree",
+    "MeasurementLog",
+    "ModelSizeCache",
+    "TreeFit",
+    "TreeMarginals",
+    "TreeMirrorDescent",
+    "domain",
+    "estimate_graph",
+    "model_size_mb",
+    "sample_tree",
+]

@@ -1,0 +1,359 @@
+"""Estimation: mbi's mirror descent in numpy, on a junction tree or on the joint table.
+
+Where the time goes in an adaptive mechanism on mbi (profiled on this project's datasets, see
+docs/aim.md): every `estimate` call whose loss has a new structure (a new list of
+measurements) re-traces and re-compiles mbi's JAX mirror-descent program, and every
+out-of-model marginal asked of a model (`MarkovRandomField.project` -> `variable_elimination`)
+compiles once per (model structure, clique); on a 2-core CPU one compilation for 14 columns
+takes 10-30 s while 1000 iterations of the compiled program take 0.1 s. The estimators here
+run the same algorithm in numpy (nothing to compile) on the junction tree or, for small
+domains, on the joint table; `estimate_graph` keeps mbi's own estimator available.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mbi
+import numpy as np
+from mbi import estimation as mbi_estimation
+from mbi import marginal_loss
+
+from .domain import Clique
+from .junction_tree import JunctionTree, TreeMarginals, _broadcast_shape, _local_index, _offsets
+from .measurements import MeasurementLog
+
+
+def estimate_graph(
+    dom: mbi.Domain,
+    log: MeasurementLog,
+    *,
+    iters: int,
+    warm_start: mbi.MarkovRandomField | None = None,
+    tol: float | None = None,
+) -> mbi.MarkovRandomField:
+    """Mirror descent (mbi) on the graphical model of the measured cliques.
+
+    The program is compiled once per set of measured cliques (see `MeasurementLog`) and reused
+    for every later call with the same set.
+    """
+    return mbi_estimation.MirrorDescent().estimate(
+        dom,
+        log.measurements(),
+        known_total=log.total(),
+        iters=iters,
+        warm_start=warm_start,
+        tol=tol,
+    )
+
+
+def _armijo_blocks(
+    step: Callable[[float], bool],
+    loss: Callable[[], float],
+    iters: int,
+    tol: float | None,
+    alpha: float,
+    patience: int = 2,
+) -> float:
+    """mbi's mirror-descent schedule: blocks of CALLBACK_EVERY Armijo steps, optional `tol`.
+
+    `step(alpha)` tries one step and says whether it was accepted; the step size grows by 1.01
+    on acceptance and halves on rejection. With `tol`, stop once the loss has improved by at
+    most `tol` (relative) over `patience` consecutive blocks. Returns the final step size.
+    """
+    prev, stalls = math.inf, 0
+    for _ in range(math.ceil(iters / mbi_estimation.CALLBACK_EVERY)):
+        for _ in range(mbi_estimation.CALLBACK_EVERY):
+            alpha = alpha * 1.01 if step(alpha) else alpha * 0.5
+        if tol is not None:
+            current = loss()
+            stalls = stalls + 1 if prev - current <= tol * max(abs(current), 1.0) else 0
+            prev = current
+            if stalls >= patience:
+                break
+    return alpha
+
+
+def _mirror_descent(
+    theta: np.ndarray,
+    forward: Callable[[np.ndarray], np.ndarray],
+    measure: Callable[[np.ndarray], np.ndarray],
+    spread: Callable[[np.ndarray], np.ndarray],
+    y: np.ndarray,
+    precision: np.ndarray,
+    *,
+    iters: int,
+    tol: float | None,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """mbi's mirror descent on log-potentials `theta` (McKenna et al. 2019, Algorithm 1).
+
+    `forward` maps potentials to model marginals, `measure` those marginals to the stacked
+    measured marginals, `spread` a gradient on the measured marginals back to the potentials.
+    The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One forward
+    pass per iteration suffices, since a rejected step keeps the current marginals.
+
+    Returns:
+        The final potentials, model marginals and step size.
+    """
+    state: dict[str, Any] = {}
+
+    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
+        g = precision * (m - y)
+        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)), grad=spread(g))
+
+    mu0 = forward(theta)
+    settle(theta, mu0, measure(mu0))
+
+    def step(a: float) -> bool:
+        theta2 = state["theta"] - a * state["grad"]
+        mu2 = forward(theta2)
+        m2 = measure(mu2)
+        diff2 = m2 - y
+        loss2 = 0.5 * float(np.dot(precision * diff2, diff2))
+        if state["loss"] - loss2 >= 0.5 * a * float(np.dot(state["g"], state["m"] - m2)):
+            settle(theta2, mu2, m2)
+            return True
+        return False
+
+    alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
+    return state["theta"], state["mu"], alpha
+
+
+class _Terms:
+    """The measured marginals of a log as one stacked vector, and sparse maps to and from it.
+
+    `project` maps the flat node marginals of a junction tree to the stacked measured
+    marginals (each read from the node hosting its model clique); `spread` maps a gradient with
+    respect to the stacked marginals to one with respect to the model cliques' tables, routing
+    each measurement to the smallest model clique containing it (mbi's routing).
+    """
+
+    def __init__(self, dom: mbi.Domain, log: MeasurementLog, tree: JunctionTree) -> None:
+        import scipy.sparse as sparse
+
+        measured = [tuple(dom.canonical(c)) for c in log.cliques]
+        route = mbi.clique_utils.clique_mapping(list(tree.cliques), measured, domain=dom)
+        values = [log.value(c) for c in log.cliques]
+        self.y = np.concatenate([v for v, _ in values])
+        self.precision = np.concatenate([1.0 / s**2 for _, s in values])
+        offsets = _offsets([v.size for v, _ in values], measured)
+        p_rows, p_cols, s_rows, s_cols = [], [], [], []
+        for c in measured:
+            parent = route[c]
+            node = tree.host[parent]
+            p_rows.append(offsets[c][0] + _local_index(dom, node, c))
+            p_cols.append(np.arange(*tree.offsets[node]))
+            s_rows.append(np.arange(*tree.clique_offsets[parent]))
+            s_cols.append(offsets[c][0] + _local_index(dom, parent, c))
+        n_meas = self.y.size
+        n_nodes = tree.offsets[tree.nodes[-1]][1]
+        n_cliques = tree.clique_offsets[tree.cliques[-1]][1]
+        self.project = sparse.csr_matrix(
+            (
+                np.ones(sum(r.size for r in p_rows)),
+                (np.concatenate(p_rows), np.concatenate(p_cols)),
+            ),
+            shape=(n_meas, n_nodes),
+        )
+        self.spread = sparse.csr_matrix(
+            (
+                np.ones(sum(r.size for r in s_rows)),
+                (np.concatenate(s_rows), np.concatenate(s_cols)),
+            ),
+            shape=(n_cliques, n_meas),
+        )
+
+
+@dataclass
+class TreeFit:
+    """A model fitted by `TreeMirrorDescent` or `DenseMirrorDescent`.
+
+    Attributes:
+        potentials: log-potentials on the model's cliques (tables shaped by each clique).
+        marginals: the calibrated model.
+        step_size: the line search's last step size.
+    """
+
+    potentials: dict[Clique, np.ndarray]
+    marginals: TreeMarginals
+    step_size: float
+
+
+class TreeMirrorDescent:
+    """mbi's mirror descent, in numpy on the junction tree of the measured cliques.
+
+    The same algorithm as `mbi.estimation.MirrorDescent`: log-potentials on the maximal
+    measured cliques, initial step 2 / (L N) with mbi's Lipschitz constant L of the L2 loss and
+    N the estimated total, Armijo line search (accept when the loss falls by at least half the
+    linearised decrease; step x1.01 on acceptance, x0.5 on rejection), blocks of mbi's
+    CALLBACK_EVERY iterations with the same `tol` rule, warm starts by moving the previous
+    potentials into the new cliques. Written in numpy so that nothing is compiled: with mbi,
+    each new set of measured cliques compiles a new program (tens of seconds on a small CPU
+    for 14 columns) while the iterations themselves take a fraction of that. One message pass
+    per iteration suffices, since a rejected step keeps the current marginals.
+
+    Args:
+        dom: the domain.
+    """
+
+    def __init__(self, dom: mbi.Domain) -> None:
+        self.domain = dom
+        self._trees: dict[tuple[Clique, ...], JunctionTree] = {}
+
+    def tree(self, cliques: Sequence[Clique]) -> JunctionTree:
+        """The junction tree of `cliques` (cached)."""
+        key = tuple(cliques)
+        if key not in self._trees:
+            self._trees[key] = JunctionTree(self.domain, key)
+        return self._trees[key]
+
+    def estimate(
+        self,
+        log: MeasurementLog,
+        *,
+        iters: int,
+        warm_start: TreeFit | None = None,
+        tol: float | None = None,
+        step_size: float | None = None,
+    ) -> TreeFit:
+        """Fit the model of the measured cliques in `log`.
+
+        Args:
+            log: the measurements.
+            iters: at most this many iterations (rounded up to a multiple of CALLBACK_EVERY).
+            warm_start: start from this fit's potentials instead of the uniform model.
+            tol: stop early (mbi's rule) when the loss stops improving by this relative amount.
+            step_size: a larger initial step size than mbi's 2 / (L N) to start from (e.g. the
+                last step size of the warm start's fit); the smaller one is ignored.
+        """
+        dom = self.domain
+        cliques = tuple(
+            tuple(dom.canonical(c)) for c in mbi.clique_utils.maximal_subset(list(log.cliques))
+        )
+        tree = self.tree(cliques)
+        terms = _Terms(dom, log, tree)
+        total = log.total()
+        lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(dom, log.measurements())
+
+        theta = np.zeros(tree.clique_offsets[cliques[-1]][1])
+        if warm_start is not None:
+            for old, values in warm_start.potentials.items():
+                target = min((c for c in cliques if set(old) <= set(c)), key=dom.size)
+                view = theta[slice(*tree.clique_offsets[target])].reshape(
+                    tuple(dom[a] for a in target)
+                )
+                view += values.reshape(_broadcast_shape(old, target, dom))
+
+        alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
+        theta, mu, alpha = _mirror_descent(
+            theta,
+            lambda th: tree.calibrate(th, total),
+            terms.project.__matmul__,
+            terms.spread.__matmul__,
+            terms.y,
+            terms.precision,
+            iters=iters,
+            tol=tol,
+            alpha=alpha,
+        )
+        potentials = {
+            c: theta[slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
+            for c in cliques
+        }
+        return TreeFit(potentials, TreeMarginals(tree, tree.tables(mu), total), alpha)
+
+
+class DenseMirrorDescent:
+    """mbi's mirror descent on the full joint table of a small domain, in numpy.
+
+    Mirror descent's update of the joint log-potential, sum_c A_c^T dL/dmu_c, is the update
+    the graphical model of the measured cliques receives, so with the same initial step size
+    (mbi's Lipschitz constant of that model) and the same Armijo rule the iterates are those of
+    `mbi.estimation.MirrorDescent`; only the representation differs. With a few thousand cells
+    one iteration is a handful of vector operations and a sparse product.
+
+    Args:
+        dom: the domain (its attributes in canonical order).
+        cliques: every clique that may be measured, each in the domain's attribute order.
+    """
+
+    def __init__(self, dom: mbi.Domain, cliques: Sequence[Clique]) -> None:
+        import scipy.sparse as sparse
+
+        self.domain = dom
+        self.full = tuple(dom.attributes)
+        self.shape = tuple(dom.shape)
+        cells = int(np.prod(self.shape, dtype=np.int64))
+        grid = np.indices(self.shape).reshape(len(self.shape), cells)
+        self._rows: dict[Clique, Any] = {}
+        for cl in dict.fromkeys(tuple(c) for c in cliques):
+            if tuple(dom.canonical(cl)) != cl:
+                raise ValueError(f"clique {cl} is not in the domain's attribute order")
+            axes = [self.full.index(a) for a in cl]
+            local = np.ravel_multi_index(
+                tuple(grid[k] for k in axes), tuple(self.shape[k] for k in axes)
+            )
+            self._rows[cl] = sparse.csr_matrix(
+                (np.ones(cells), (local, np.arange(cells))), shape=(dom.size(cl), cells)
+            )
+        self._tree = JunctionTree(dom, [self.full])
+
+    def estimate(
+        self,
+        log: MeasurementLog,
+        *,
+        iters: int,
+        warm_start: TreeFit | None = None,
+        tol: float | None = None,
+        step_size: float | None = None,
+    ) -> TreeFit:
+        """Fit the joint table to the measurements in `log` (all among `cliques`).
+
+        Arguments as for `TreeMirrorDescent.estimate`.
+        """
+        import scipy.sparse as sparse
+
+        unknown = [c for c in log.cliques if c not in self._rows]
+        if unknown:
+            raise ValueError(f"measured clique {unknown[0]} was not declared to the estimator")
+        matrix = sparse.vstack([self._rows[c] for c in log.cliques], format="csr")
+        transpose = matrix.T.tocsr()
+        values = [log.value(c) for c in log.cliques]
+        y = np.concatenate([v for v, _ in values])
+        precision = np.concatenate([1.0 / s**2 for _, s in values])
+        total = log.total()
+        lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(
+            self.domain, log.measurements()
+        )
+
+        def joint(theta: np.ndarray) -> np.ndarray:
+            p = np.exp(theta - theta.max())
+            return p * (total / p.sum())
+
+        theta0 = (
+            np.zeros(int(np.prod(self.shape)))
+            if warm_start is None
+            else warm_start.potentials[self.full].ravel().copy()
+        )
+        alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
+        theta, p, alpha = _mirror_descent(
+            theta0,
+            joint,
+            matrix.__matmul__,
+            transpose.__matmul__,
+            y,
+            precision,
+            iters=iters,
+            tol=tol,
+            alpha=alpha,
+        )
+        table = p.reshape(self.shape)
+        return TreeFit(
+            {self.full: theta.reshape(self.shape)},
+            TreeMarginals(self._tree, {self.full: table}, total),
+            alpha,
+        )

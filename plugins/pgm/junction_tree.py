@@ -1,0 +1,291 @@
+"""Junction trees in numpy: message passing (calibration) and any marginal of a fitted model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mbi
+import networkx as nx
+import numpy as np
+from mbi import junction_tree as mbi_junction_tree
+
+from .domain import Clique
+
+
+def _expand_np(values: np.ndarray, attrs: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """`values` over `attrs` as an array broadcastable over `target` (attrs a subset of target)."""
+    order = sorted(range(len(attrs)), key=lambda i: list(target).index(attrs[i]))
+    arr = np.transpose(np.asarray(values), order) if len(attrs) > 1 else np.asarray(values)
+    kept = [attrs[i] for i in order]
+    shape = [1] * len(target)
+    sizes = dict(zip(kept, arr.shape, strict=True))
+    for a in kept:
+        shape[list(target).index(a)] = sizes[a]
+    return arr.reshape(shape)
+
+
+def _logsumexp_keep(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """log(sum(exp(values))) over `axes`, keeping them as size-1 axes."""
+    if not axes:
+        return values
+    top = np.max(values, axis=axes, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.sum(np.exp(values - top), axis=axes, keepdims=True)) + top
+
+
+def _broadcast_shape(attrs: Sequence[str], target: Sequence[str], dom: mbi.Domain) -> tuple:
+    """Shape of a table over `attrs` (a canonical subset of canonical `target`) broadcast to it."""
+    return tuple(dom[a] if a in attrs else 1 for a in target)
+
+
+class JunctionTree:
+    """A junction tree over a set of cliques, with what numpy message passing needs, precomputed.
+
+    Node tables live in one flat vector (`offsets`), and the log-potentials of the cliques in
+    another; `gather` is the sparse map that sums clique log-potentials into node tables.
+
+    Args:
+        dom: the domain.
+        cliques: the model's cliques (each is placed in the smallest node that contains it).
+    """
+
+    def __init__(self, dom: mbi.Domain, cliques: Sequence[Clique]) -> None:
+        import scipy.sparse as sparse
+
+        self.domain = dom
+        self.cliques = tuple(tuple(dom.canonical(c)) for c in cliques)
+        jtree, elimination = mbi_junction_tree.make_junction_tree(dom, list(self.cliques))
+        self.graph: nx.Graph = nx.relabel_nodes(
+            jtree, {n: tuple(dom.canonical(n)) for n in jtree.nodes}
+        )
+        self.elimination: list[str] = list(elimination)
+        self.nodes: list[Clique] = list(self.graph.nodes)
+        self.shapes = {n: tuple(dom[a] for a in n) for n in self.nodes}
+        self.host = {
+            c: min((n for n in self.nodes if set(c) <= set(n)), key=dom.size) for c in self.cliques
+        }
+        self.offsets = _offsets([dom.size(n) for n in self.nodes], self.nodes)
+        self.clique_offsets = _offsets([dom.size(c) for c in self.cliques], self.cliques)
+        rows, cols = [], []
+        for c in self.cliques:
+            n = self.host[c]
+            rows.append(np.arange(*self.offsets[n]))
+            cols.append(self.clique_offsets[c][0] + _local_index(dom, n, c))
+        size_n, size_c = self.offsets[self.nodes[-1]][1], self.clique_offsets[self.cliques[-1]][1]
+        self.gather = sparse.csr_matrix(
+            (np.ones(sum(r.size for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(size_n, size_c),
+        )
+        # Collect (leaves to root) then distribute, per component rooted at its largest node.
+        self.component: dict[Clique, int] = {}
+        self.roots: list[Clique] = []
+        self.children: dict[Clique, list[Clique]] = {n: [] for n in self.nodes}
+        for k, comp in enumerate(nx.connected_components(self.graph)):
+            root = max(sorted(comp), key=dom.size)
+            self.roots.append(root)
+            for n in comp:
+                self.component[n] = k
+            for parent, child in nx.bfs_edges(self.graph, root):
+                self.children[parent].append(child)
+        self._link: dict[tuple[Clique, Clique], tuple[Any, ...]] = {}
+        for parent in self.nodes:
+            for child in self.children[parent]:
+                sep = tuple(a for a in child if a in parent)
+                self._link[(parent, child)] = (
+                    tuple(k for k, a in enumerate(child) if a not in sep),  # child axes out
+                    tuple(k for k, a in enumerate(parent) if a not in sep),  # parent axes out
+                    _broadcast_shape(sep, child, dom),
+                    _broadcast_shape(sep, parent, dom),
+                )
+        # Post-order over all components: each child before its parent.
+        self.postorder = [
+            n for root in self.roots for n in nx.dfs_postorder_nodes(self.graph, root)
+        ]
+        self.preorder = self.postorder[::-1]
+
+    def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
+        """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
+        `theta` (flat as `clique_offsets`).
+
+        Two passes in log space: collect messages from the leaves, then distribute from each
+        root, each message of the distribution being the sender's calibrated marginal on the
+        separator divided by the message it received, so every node table is exponentiated
+        twice at most. Components of a forest are normalised on their own.
+        """
+        flat = self.gather @ theta
+        beliefs = {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
+        parent_of = {c: p for p in self.nodes for c in self.children[p]}
+        up: dict[Clique, np.ndarray] = {}
+        for n in self.postorder:
+            if n in parent_of:
+                p = parent_of[n]
+                out_child, _out_parent, in_child, in_parent = self._link[(p, n)]
+                msg = _logsumexp_keep(beliefs[n], out_child).reshape(in_child)
+                up[n] = msg
+                beliefs[p] += msg.reshape(in_parent)
+        out = np.empty_like(flat)
+        with np.errstate(divide="ignore"):
+            for n in self.preorder:
+                b = beliefs[n]
+                top = np.max(b)
+                top = top if np.isfinite(top) else 0.0
+                p = np.exp(b - top)
+                view = out[slice(*self.offsets[n])].reshape(self.shapes[n])
+                np.multiply(p, total / p.sum(), out=view)
+                for child in self.children[n]:
+                    _out_child, out_parent, in_child, in_parent = self._link[(n, child)]
+                    down = np.log(p.sum(axis=out_parent, keepdims=True)).reshape(in_child)
+                    beliefs[child] += down + top - up[child]
+        return out
+
+    def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
+        """The node tables of a flat vector (views)."""
+        return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
+
+
+def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:
+    ends = np.cumsum(sizes)
+    return {k: (int(e - s), int(e)) for k, s, e in zip(keys, sizes, ends, strict=True)}
+
+
+def _local_index(dom: mbi.Domain, big: Clique, small: Clique) -> np.ndarray:
+    """For every cell of `big` (C order), the index of its projection in `small` (C order)."""
+    grid = np.indices(tuple(dom[a] for a in big)).reshape(len(big), -1)
+    axes = [big.index(a) for a in small]
+    if not axes:
+        return np.zeros(grid.shape[1], dtype=np.int64)
+    return np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(dom[a] for a in small))
+
+
+_LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
+    chr(c) for c in range(ord("A"), ord("Z") + 1)
+]
+
+
+class TreeMarginals:
+    """Any marginal of a model, from its calibrated junction tree, in numpy.
+
+    mbi answers a marginal outside the model's cliques by variable elimination compiled once
+    per (model structure, clique); an adaptive mechanism asks for every candidate marginal
+    of every new model, so compilation would dominate. Here a marginal is the projection of a
+    node's table when one node covers the clique, otherwise a contraction of the smallest
+    subtree that covers it (node tables over separator tables); nodes in different components
+    are independent.
+
+    Args:
+        tree: the junction tree.
+        tables: the calibrated node marginals (counts).
+        total: their common total.
+    """
+
+    def __init__(
+        self, tree: JunctionTree, tables: Mapping[Clique, np.ndarray], total: float
+    ) -> None:
+        self.tree = tree
+        self.domain = tree.domain
+        self.total = float(total)
+        self.nodes = tree.nodes
+        self.elimination = tree.elimination
+        self.tables = dict(tables)
+        self._cache: dict[Clique, np.ndarray] = {}
+
+    @classmethod
+    def from_model(cls, model: mbi.MarkovRandomField) -> TreeMarginals:
+        """Calibrate the junction tree of an mbi model (its potentials) in numpy."""
+        dom = model.domain
+        cliques = [tuple(c) for c in model.potentials.cliques]
+        tree = JunctionTree(dom, cliques)
+        theta = np.concatenate(
+            [
+                _expand_np(np.asarray(model.potentials[c].values), c, dom.canonical(c)).ravel()
+                for c in cliques
+            ]
+        )
+        total = float(model.total)
+        return cls(tree, tree.tables(tree.calibrate(theta, total)), total)
+
+    def _project(self, node: Clique, clique: Clique) -> np.ndarray:
+        table = self.tables[node]
+        drop = tuple(k for k, a in enumerate(node) if a not in clique)
+        kept = [a for a in node if a in clique]
+        out = table.sum(axis=drop) if drop else table
+        return np.transpose(out, [kept.index(a) for a in clique]) if len(clique) > 1 else out
+
+    def _subtree(self, clique: Clique, component: int) -> nx.Graph:
+        """A small subtree of one component whose nodes together cover `clique`."""
+        tree = self.tree.graph.subgraph(
+            [n for n in self.nodes if self.tree.component[n] == component]
+        ).copy()
+        wanted = set(clique)
+        pruned = True
+        while pruned and tree.number_of_nodes() > 1:
+            pruned = False
+            for leaf in [n for n in tree.nodes if tree.degree(n) <= 1]:
+                rest = set().union(*[set(n) for n in tree.nodes if n != leaf])
+                if (set(leaf) & wanted) <= rest:
+                    tree.remove_node(leaf)
+                    pruned = True
+                    break
+        return tree
+
+    def _component_marginal(self, clique: Clique) -> np.ndarray:
+        hosts = [n for n in self.nodes if set(clique) <= set(n)]
+        if hosts:
+            return self._project(min(hosts, key=self.domain.size), clique)
+        first = next(n for n in self.nodes if clique[0] in n)
+        tree = self._subtree(clique, self.tree.component[first])
+        involved = sorted(
+            set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index
+        )
+        if len(involved) > len(_LETTERS):
+            raise ValueError(
+                f"marginal {clique} spans {len(involved)} attributes of the model; "
+                f"at most {len(_LETTERS)} are supported"
+            )
+        letters = dict(zip(involved, _LETTERS, strict=False))
+        arrays: list[np.ndarray] = []
+        specs: list[str] = []
+        for n in tree.nodes:
+            arrays.append(self.tables[n] / self.total)
+            specs.append("".join(letters[a] for a in n))
+        for a, b in tree.edges:
+            sep = tuple(x for x in a if x in b)
+            if not sep:
+                continue
+            mass = self._project(a, sep) / self.total
+            arrays.append(np.divide(1.0, mass, out=np.zeros_like(mass), where=mass > 0))
+            specs.append("".join(letters[x] for x in sep))
+        spec = ",".join(specs) + "->" + "".join(letters[a] for a in clique)
+        out = np.einsum(spec, *arrays, optimize="greedy")
+        return np.clip(out, 0.0, None) * self.total
+
+    def __call__(self, clique: Sequence[str]) -> np.ndarray:
+        """The model's counts on `clique` as an array shaped by `clique`'s sizes, in its order."""
+        clique = tuple(clique)
+        if clique not in self._cache:
+            if not clique:
+                self._cache[clique] = np.array(self.total)
+                return self._cache[clique]
+            groups: dict[int, list[str]] = {}
+            for a in clique:
+                node = next(n for n in self.nodes if a in n)
+                groups.setdefault(self.tree.component[node], []).append(a)
+            if len(groups) == 1:
+                out = self._component_marginal(clique)
+            else:
+                # Separate components are independent: outer product of their marginals.
+                out = np.array(1.0)
+                order: list[str] = []
+                for attrs in groups.values():
+                    part = self._component_marginal(tuple(attrs)) / self.total
+                    out = np.multiply.outer(out, part)
+                    order += attrs
+                out = np.transpose(out, [order.index(a) for a in clique]) * self.total
+            out.setflags(write=False)
+            self._cache[clique] = out
+        return self._cache[clique]
+
+    def vector(self, clique: Sequence[str]) -> np.ndarray:
+        """`self(clique)` flattened in C order (the layout of a measurement)."""
+        return self(clique).ravel()

@@ -1,0 +1,1 @@
+"""DP synthesizers: AIM and MST (on the `pgm` engine)."""

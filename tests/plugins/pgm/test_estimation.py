@@ -1,0 +1,222 @@
+"""Tests of AIM's estimation machinery in `safes_plugins.pgm`: numpy junction trees, mirror
+descent engines (against each other and against mbi itself), combined measurements, sampling."""
+
+from __future__ import annotations
+
+import itertools
+
+import mbi
+import numpy as np
+import pytest
+from safes_plugins import pgm
+
+SIZES = {"a": 2, "b": 3, "c": 2, "d": 4, "e": 3, "f": 2}
+
+
+def _joint(dom, potentials: dict[tuple[str, ...], np.ndarray], total: float) -> np.ndarray:
+    """Brute-force joint table of log-potentials over the whole domain."""
+    attrs = list(dom.attributes)
+    log = np.zeros(tuple(dom[a] for a in attrs))
+    for clique, table in potentials.items():
+        log = log + pgm.junction_tree._expand_np(table, clique, attrs)
+    p = np.exp(log - log.max())
+    return p * (total / p.sum())
+
+
+def _project(joint: np.ndarray, dom, clique: tuple[str, ...]) -> np.ndarray:
+    attrs = list(dom.attributes)
+    drop = tuple(i for i, a in enumerate(attrs) if a not in clique)
+    kept = [a for a in attrs if a in clique]
+    out = joint.sum(axis=drop)
+    return np.transpose(out, [kept.index(a) for a in clique])
+
+
+@pytest.fixture
+def dom():
+    return pgm.domain(SIZES)
+
+
+# A loop (needs triangulation), a separate component and a lone attribute.
+CLIQUES = [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d"), ("e",), ("f",)]
+
+
+def test_tree_marginals_match_the_brute_force_joint(dom) -> None:
+    rng = np.random.default_rng(0)
+    potentials = {c: rng.normal(0, 1.5, tuple(SIZES[a] for a in c)) for c in CLIQUES}
+    tree = pgm.JunctionTree(dom, CLIQUES)
+    theta = np.concatenate([potentials[c].ravel() for c in tree.cliques])
+    marginals = pgm.TreeMarginals(tree, tree.tables(tree.calibrate(theta, 1000.0)), 1000.0)
+    joint = _joint(dom, potentials, 1000.0)
+    for r in (1, 2, 3):
+        for clique in itertools.permutations(SIZES, r):
+            np.testing.assert_allclose(
+                marginals(clique),
+                _project(joint, dom, clique),
+                rtol=1e-9,
+                atol=1e-9,
+                err_msg=str(clique),
+            )
+
+
+def test_tree_marginals_read_an_mbi_model(dom) -> None:
+    import mbi
+
+    rng = np.random.default_rng(1)
+    cliques = [("b", "a"), ("b", "c"), ("d", "e")]  # one clique out of the domain's order
+    tables = {c: rng.normal(0, 1, tuple(SIZES[a] for a in c)) for c in cliques}
+    potentials = mbi.CliqueVector(
+        dom,
+        cliques,
+        {c: mbi.Factor(mbi.Domain(c, tuple(SIZES[a] for a in c)), tables[c]) for c in cliques},
+    )
+    # from_model reads the potentials only; the stored marginals are not used.
+    model = mbi.MarkovRandomField(potentials=potentials, marginals=potentials, total=500.0)
+    ours = pgm.TreeMarginals.from_model(model)
+    joint = _joint(dom, tables, 500.0)
+    for c in [("a", "b"), ("c", "b"), ("e", "d"), ("a", "e"), ("a", "c", "f")]:
+        np.testing.assert_allclose(ours(c), _project(joint, dom, c), rtol=1e-9, atol=1e-9)
+
+
+def test_measurement_log_combines_by_inverse_variance() -> None:
+    log = pgm.MeasurementLog()
+    log.add(("a",), np.array([10.0, 20.0]), 2.0)
+    log.add(("a",), np.array([14.0, 16.0]), 1.0)
+    log.add(("b",), np.array([1.0, 2.0, 3.0]), 3.0)
+    y, sigma = log.value(("a",))
+    np.testing.assert_allclose(y, [(10 / 4 + 14) / (1 / 4 + 1), (20 / 4 + 16) / (1 / 4 + 1)])
+    np.testing.assert_allclose(sigma, (1 / 4 + 1) ** -0.5)
+    assert log.cliques == (("a",), ("b",)) and len(log) == 2 and ("b",) in log
+    assert len(log.measurements()) == 2
+
+
+def test_measurement_log_takes_per_cell_noise() -> None:
+    log = pgm.MeasurementLog()
+    log.add(("a",), np.array([10.0, 20.0, 30.0]), np.array([1.0, 1.0, 2.0]))
+    y, sigma = log.value(("a",))
+    np.testing.assert_allclose(sigma, [1.0, 1.0, 2.0])
+    (m,) = log.measurements()
+    # Same loss term as the per-cell stds: ((w * mu - w * y) / s_min)^2, w = s_min / s.
+    mu = np.array([11.0, 18.0, 36.0])
+    expected = 0.5 * np.sum(((mu - y) / sigma) ** 2)
+    q = m.query(mbi.Factor(mbi.Domain(("a",), (3,)), mu))
+    got = 0.5 * np.sum(((np.asarray(q) - m.noisy_measurement) / m.stddev) ** 2)
+    assert got == pytest.approx(expected)
+
+
+def _log(dom, seed: int = 0) -> pgm.MeasurementLog:
+    rng = np.random.default_rng(seed)
+    truth = (
+        rng.dirichlet(np.ones(int(np.prod(list(SIZES.values()))))).reshape(tuple(SIZES.values()))
+        * 2000
+    )
+    log = pgm.MeasurementLog()
+    for clique in [
+        ("a",),
+        ("b",),
+        ("c",),
+        ("d",),
+        ("e",),
+        ("f",),
+        ("a", "b"),
+        ("b", "c"),
+        ("c", "d"),
+        ("a", "d"),
+        ("d", "e"),
+        ("b", "c"),
+    ]:
+        counts = _project(truth, dom, clique).ravel()
+        sigma = float(rng.choice([5.0, 10.0]))
+        log.add(clique, counts + rng.normal(0, sigma, counts.size), sigma)
+    return log
+
+
+def test_tree_and_dense_mirror_descent_give_the_same_iterates(dom) -> None:
+    # Same algorithm, two representations: identical iterates (until, after many more
+    # iterations, rounding flips a borderline line-search decision).
+    log = _log(dom)
+    everything = [c for r in (1, 2) for c in itertools.combinations(SIZES, r)]
+    tree = pgm.TreeMirrorDescent(dom).estimate(log, iters=150)
+    dense = pgm.DenseMirrorDescent(dom, everything).estimate(log, iters=150)
+    assert tree.step_size == pytest.approx(dense.step_size, rel=1e-12)
+    for clique in everything:
+        np.testing.assert_allclose(
+            tree.marginals(clique),
+            dense.marginals(clique),
+            rtol=1e-7,
+            atol=1e-7,
+            err_msg=str(clique),
+        )
+
+
+def test_warm_start_continues_where_the_last_fit_stopped(dom) -> None:
+    log = _log(dom, seed=2)
+    md = pgm.TreeMirrorDescent(dom)
+    first = md.estimate(log, iters=100)
+    warm = md.estimate(log, iters=100, warm_start=first, step_size=first.step_size)
+    straight = md.estimate(log, iters=200)
+    for clique in [("a", "b"), ("d", "e")]:
+        np.testing.assert_allclose(warm.marginals(clique), straight.marginals(clique), rtol=1e-9)
+
+
+def test_tol_stops_early(dom) -> None:
+    log = _log(dom, seed=3)
+    calls = []
+    md = pgm.TreeMirrorDescent(dom)
+    original = pgm.JunctionTree.calibrate
+
+    def counting(self, theta, total):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original(self, theta, total)
+
+    pgm.JunctionTree.calibrate = counting  # type: ignore[method-assign]
+    try:
+        md.estimate(log, iters=5000, tol=1e-3)
+    finally:
+        pgm.JunctionTree.calibrate = original  # type: ignore[method-assign]
+    assert len(calls) < 5000
+
+
+@pytest.mark.slow
+def test_numpy_engines_reproduce_mbi_mirror_descent(dom) -> None:
+    # mbi (JAX) compiles its program here: slow on a small CPU, hence marked slow.
+    log = _log(dom, seed=4)
+    ours = pgm.TreeMirrorDescent(dom).estimate(log, iters=200)
+    theirs = pgm.estimate_graph(dom, log, iters=200)
+    reference = pgm.TreeMarginals.from_model(theirs)
+    for clique in [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d"), ("d", "e"), ("f",)]:
+        np.testing.assert_allclose(
+            ours.marginals(clique), reference(clique), rtol=1e-6, atol=1e-6, err_msg=str(clique)
+        )
+
+
+def test_sampling_follows_the_model_and_the_given_generator_only(dom) -> None:
+    rng = np.random.default_rng(5)
+    potentials = {c: rng.normal(0, 1.0, tuple(SIZES[a] for a in c)) for c in CLIQUES}
+    tree = pgm.JunctionTree(dom, CLIQUES)
+    theta = np.concatenate([potentials[c].ravel() for c in tree.cliques])
+    marginals = pgm.TreeMarginals(tree, tree.tables(tree.calibrate(theta, 1.0)), 1.0)
+    state = np.random.get_state()  # noqa: NPY002  (checking it is left alone)
+    rows = pgm.sample_tree(marginals, 40_000, np.random.default_rng(0))
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
+    again = pgm.sample_tree(marginals, 40_000, np.random.default_rng(0))
+    assert all(np.array_equal(rows[a], again[a]) for a in SIZES)
+    for clique in [("a", "b"), ("a", "c"), ("c", "d"), ("e", "f")]:
+        shape = tuple(SIZES[a] for a in clique)
+        counts = (
+            np.bincount(
+                np.ravel_multi_index(tuple(rows[a] for a in clique), shape),
+                minlength=int(np.prod(shape)),
+            )
+            / 40_000
+        )
+        assert 0.5 * np.abs(counts - marginals.vector(clique)).sum() < 0.02, clique
+
+
+def test_model_size_cache_matches_mbi(dom) -> None:
+    cache = pgm.ModelSizeCache(dom)
+    measured = [("a", "b"), ("b", "c"), ("a",)]
+    for extra in [("c", "d"), ("a", "c"), ("e",)]:
+        assert cache.size_with(measured, extra) == pgm.model_size_mb(
+            dom, [("a", "b"), ("b", "c"), extra]
+        )
+        assert cache.size_with(measured, extra) == cache.size_with(measured[::-1], extra)
