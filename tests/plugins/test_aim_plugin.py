@@ -262,7 +262,8 @@ def test_registered_as_aim_with_its_parameters() -> None:
     params = synth.params()
     assert params == {"epsilon": 2.0, "delta": 1e-8, "degree": 3, "max_cells": 10_000,
                       "max_model_size": 80.0, "rounds": 40, "max_iters": 1000,
-                      "workload": None, "engine": "auto"}
+                      "workload": None, "engine": "auto",
+                      "loss_weighting": "inverse_variance"}
 
 
 def test_cli_runs_aim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
