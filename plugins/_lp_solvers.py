@@ -495,7 +495,7 @@ def analytic_centre(
         face = free | (x >= ratio * s)
         for _ in range(CENTRE_ROUNDS):
             xf, detail, res, steps = _centre_on(
-                A[:, face], b, x[face], free[face], scale, max_iter
+                A[:, face], b, x[face], free[face], scale, 5 * max_iter
             )
             newton += steps
             if detail != "vanishing":
