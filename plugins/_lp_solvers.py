@@ -444,17 +444,16 @@ def analytic_centre(
     of the central path (Megiddo 1989; Guler & Ye 1993), the point interior-point solvers
     approach, and depends on the program only, not on any solution of it.
 
-    Two phases. (1) Mehrotra's primal-dual predictor-corrector method (Wright, Primal-Dual
-    Interior-Point Methods, 1997, ch. 10) from x = s = 1 until x's / n <= CENTRE_IPM_MU; its
-    iterate is strictly complementary in the limit, so F's coordinates are those with
-    x_j >= s_j. (2) Newton's method for  max sum_{j in F} log x_j  s.t.  A_F x_F = b  from that
+    Two phases. (1) CLARABEL's interior point (called directly) to CENTRE_IPM_TOL; its iterate
+    is nearly strictly complementary, so F's coordinates are read as those with x_j >= s_j
+    (more widely if A_F x = b then cannot be met; coordinates phase 2 drives to zero are
+    dropped). (2) Newton's method for  max sum_{j in F} log x_j  s.t.  A_F x_F = b  from that
     iterate (infeasible start, backtracking; Boyd & Vandenberghe 2004, sec. 10.3), to full
     accuracy. Both phases solve quasi-definite systems with QDLDL. A must have full row rank
     and the program a strictly positive feasible point.
     """
     start = time.perf_counter()
     A = sp.csr_matrix(A, dtype=np.float64)
-    At = A.T.tocsr()
     m, n = A.shape
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
@@ -546,7 +545,8 @@ def _centre_on(
         # the damped step of a self-concordant barrier, never past the boundary
         step = 1.0 / (1.0 + np.sqrt(dec)) if dec > 0.25 else 1.0
         step = min(step, 0.99 * _to_boundary(x[sg], dx[sg]))
-        logger.debug("centring %d: decrement %.3g, step %.3g, residual %.3g", newton, dec, step, res)
+        logger.debug("centring %d: decrement %.3g, step %.3g, residual %.3g", newton, dec, step,
+                     res)
         x = x + step * dx
         res = float(np.abs(b - A @ x).max(initial=0.0))
         if step == 1.0 and dec <= 1e-18 and res <= CENTRE_FEASIBILITY_TOL * scale:

@@ -69,7 +69,6 @@ from typing import Any  # noqa: E402
 import networkx as nx  # noqa: E402
 from mbi import marginal_loss  # noqa: E402
 
-
 #: Weights of a measurement's squared residual in the estimation loss (see MeasurementLog).
 LOSS_WEIGHTINGS = ("inverse_variance", "inverse_std")
 

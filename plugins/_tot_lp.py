@@ -529,7 +529,9 @@ class TotProgram:
                 k1 = np.repeat(pairs[:, 0], L) * L + np.tile(np.arange(L), len(pairs))
                 k2 = np.repeat(pairs[:, 1], L) * L + np.tile(np.arange(L), len(pairs))
                 diff = _csr(
-                    np.r_[rows, rows], np.r_[k1, k2], np.r_[np.ones(len(rows)), -np.ones(len(rows))],
+                    np.r_[rows, rows],
+                    np.r_[k1, k2],
+                    np.r_[np.ones(len(rows)), -np.ones(len(rows))],
                     (len(rows), KL),
                 )
                 ineq_g += [diff, -diff]
