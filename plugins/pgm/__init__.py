@@ -24,13 +24,14 @@ from .estimation import (  # noqa: E402
     estimate_graph,
 )
 from .junction_tree import JunctionTree, TreeMarginals  # noqa: E402
-from .measurements import MeasurementLog  # noqa: E402
+from .measurements import LOSS_WEIGHTINGS, MeasurementLog  # noqa: E402
 from .sampling import sample_tree  # noqa: E402
 
 __all__ = [
     "Clique",
     "DenseMirrorDescent",
     "JunctionTree",
+    "LOSS_WEIGHTINGS",
     "MeasurementLog",
     "ModelSizeCache",
     "TreeFit",

@@ -139,7 +139,7 @@ class _Terms:
         route = mbi.clique_utils.clique_mapping(list(tree.cliques), measured, domain=dom)
         values = [log.value(c) for c in log.cliques]
         self.y = np.concatenate([v for v, _ in values])
-        self.precision = np.concatenate([1.0 / s**2 for _, s in values])
+        self.precision = log.loss_weights()
         offsets = _offsets([v.size for v, _ in values], measured)
         p_rows, p_cols, s_rows, s_cols = [], [], [], []
         for c in measured:
@@ -324,7 +324,7 @@ class DenseMirrorDescent:
         transpose = matrix.T.tocsr()
         values = [log.value(c) for c in log.cliques]
         y = np.concatenate([v for v, _ in values])
-        precision = np.concatenate([1.0 / s**2 for _, s in values])
+        precision = log.loss_weights()
         total = log.total()
         lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(
             self.domain, log.measurements()

@@ -10,20 +10,31 @@ from mbi import estimation as mbi_estimation
 
 from .domain import Clique
 
+#: Weights of a measurement's squared residual in the estimation loss (see MeasurementLog).
+LOSS_WEIGHTINGS = ("inverse_variance", "inverse_std")
 
 class MeasurementLog:
-    """The noisy marginals of a run, combined per clique by inverse-variance weighting.
+    """The noisy marginals of a run, combined per clique by the estimation loss's weights.
 
     Measurements y_1..y_k of one clique with noise stds s_1..s_k carry the same information as
     the single measurement sum(y_i / s_i^2) / sum(1 / s_i^2) with std sum(1 / s_i^2)^(-1/2): the
     L2 estimation loss differs by a constant only. One loss term per clique keeps the
     structure of the estimation program (and so its JIT compilation) a function of the set of
     measured cliques, however often each is measured. Cliques keep their first-measured order.
+
+    Args:
+        weighting: the weight of a measurement's squared residual in the estimation loss:
+            "inverse_variance" (1 / sigma^2, the least-squares weight; mbi 2.0) or
+            "inverse_std" (1 / sigma, mbi 1.0's estimation loss, for exact comparisons).
     """
 
-    def __init__(self) -> None:
-        self._weighted: dict[Clique, np.ndarray] = {}
-        self._precision: dict[Clique, np.ndarray] = {}
+    def __init__(self, weighting: str = "inverse_variance") -> None:
+        if weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        self.weighting = weighting
+        self._weighted: dict[Clique, np.ndarray] = {}  # sum of w_i y_i
+        self._precision: dict[Clique, np.ndarray] = {}  # sum of w_i: the loss weight
+        self._variance: dict[Clique, np.ndarray] = {}  # sum of w_i^2 sigma_i^2
 
     def add(self, clique: Sequence[str], values: np.ndarray, sigma: float | np.ndarray) -> None:
         """Record a measurement of `clique`: flattened counts plus N(0, sigma^2) noise.
@@ -33,15 +44,18 @@ class MeasurementLog:
         """
         clique = tuple(clique)
         values = np.asarray(values, dtype=np.float64).ravel()
-        precision = np.broadcast_to(1.0 / np.asarray(sigma, dtype=np.float64) ** 2, values.shape)
+        sd = np.broadcast_to(np.asarray(sigma, dtype=np.float64), values.shape)
+        w = 1.0 / sd**2 if self.weighting == "inverse_variance" else 1.0 / sd
         if clique in self._weighted:
             if self._weighted[clique].shape != values.shape:
                 raise ValueError(f"measurement of {clique} changed size")
-            self._weighted[clique] = self._weighted[clique] + precision * values
-            self._precision[clique] = self._precision[clique] + precision
+            self._weighted[clique] = self._weighted[clique] + w * values
+            self._precision[clique] = self._precision[clique] + w
+            self._variance[clique] = self._variance[clique] + (w * sd) ** 2
         else:
-            self._weighted[clique] = precision * values
-            self._precision[clique] = precision.copy()
+            self._weighted[clique] = w * values
+            self._precision[clique] = w.copy()
+            self._variance[clique] = (w * sd) ** 2
 
     def __contains__(self, clique: object) -> bool:
         return clique in self._precision
@@ -55,9 +69,15 @@ class MeasurementLog:
         return tuple(self._precision)
 
     def value(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
-        """The combined measurement of `clique` and its per-cell noise std."""
-        precision = self._precision[clique]
-        return self._weighted[clique] / precision, precision**-0.5
+        """The combined measurement of `clique` (the loss-weighted mean of its measurements)
+        and its per-cell noise std."""
+        weight = self._precision[clique]
+        return self._weighted[clique] / weight, np.sqrt(self._variance[clique]) / weight
+
+    def loss_weights(self) -> np.ndarray:
+        """The weight of each cell's squared residual in the estimation loss, stacked in the
+        order of `cliques`."""
+        return np.concatenate([self._precision[c] for c in self._precision])
 
     def measurements(self) -> list[mbi.LinearMeasurement]:
         """The combined measurements as mbi `LinearMeasurement`s (one per clique).

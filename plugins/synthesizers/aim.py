@@ -149,6 +149,9 @@ class AIM(Synthesizer):
         engine: "auto" (default: "dense" while joint cells x candidates <= DENSE_MAX_WORK, else
             "tree"),
             "dense", "tree" or "mbi"; see ENGINES.
+        loss_weighting: weight of a measurement's squared residual in the estimation loss:
+            "inverse_variance" (default, 1 / sigma^2, as in mbi 2.0) or "inverse_std"
+            (1 / sigma, mbi 1.0's loss; for exact comparisons with mbi 1.0's AIM script).
     """
 
     name = "aim"
@@ -166,6 +169,7 @@ class AIM(Synthesizer):
         max_iters: int = 1000,
         workload: Sequence[Any] | None = None,
         engine: str = "auto",
+        loss_weighting: str = "inverse_variance",
     ) -> None:
         super().__init__(epsilon, delta)
         _positive_int("degree", degree)
@@ -181,6 +185,16 @@ class AIM(Synthesizer):
             )
         if engine not in ENGINES:
             raise ConfigError(f"aim: engine must be one of {ENGINES}, got {engine!r}")
+        if loss_weighting not in pgm.LOSS_WEIGHTINGS:
+            raise ConfigError(
+                f"aim: loss_weighting must be one of {pgm.LOSS_WEIGHTINGS}, got {loss_weighting!r}"
+            )
+        if engine == "mbi" and loss_weighting != "inverse_variance":
+            raise ConfigError(
+                "aim: engine 'mbi' (mbi 2.0) weights by 1 / sigma^2 only; use engine 'auto', "
+                "'tree' or 'dense' with loss_weighting='inverse_std'"
+            )
+        self.loss_weighting = loss_weighting
         self.degree = degree
         self.max_cells = max_cells
         self.max_model_size = float(max_model_size)
@@ -201,7 +215,7 @@ class AIM(Synthesizer):
             "max_iters": self.max_iters,
             "workload": None if self.workload is None
             else [[list(c), w] for c, w in self.workload],
-            "engine": self.engine,
+            "engine": self.engine, "loss_weighting": self.loss_weighting,
         }
 
     # -- pre-flight (public information only; nothing is spent) ----------------------------------
@@ -325,7 +339,7 @@ class AIM(Synthesizer):
         eps = math.sqrt(8.0 * (1.0 - MEASURE_SHARE) * rho / rounds)
         ctx.progress(0, rounds, f"aim: measuring {d} one-way marginals ({len(candidates)} "
                                 f"candidates, at most {plan['max_rounds']} rounds)")
-        log = pgm.MeasurementLog()
+        log = pgm.MeasurementLog(self.loss_weighting)
         for m in data.measure([(c,) for c in columns], sigma, label="one-way marginals"):
             log.add(m.clique, m.values, m.sigma)
         rho_used = d / (2.0 * sigma**2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -483,6 +484,87 @@ class TotProgram:
         else:
             mask[: self.V] = cheapest[self.var_move]
         return mask
+
+    # -- the centring program ---------------------------------------------------------------------
+
+    def centring_program(
+        self, eta: float
+    ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
+        """The per-cell program in standard form, min c'z s.t. A z = b, z >= 0, whose optimal
+        face is the set of optimal maps and whose analytic centre is the map TOT releases.
+
+        z = [P (one entry per (d, x, y) row and allowed move) | u, w (per cell) | one slack per
+        inequality | g = Q(y | d), free (the last K * L columns, flagged by the returned mask)].
+        Rows: each row of P sums to one; per cell c of the sources and targets,
+        (q_c - p_c) / a_c = u_c - w_c with a_c = p_c (or, for a cell without mass, the largest
+        mass that can reach it), so TV = sum_c a_c (u_c + w_c) / 2 at an optimum; every
+        inequality of the program as it is stated: per pair of groups, label value and sign,
+        +-(Q(y | d) - Q(y | d')) <= eta (difference) or, per group and label value, both sides
+        of p(y)(1 - eta) <= Q(y | d) <= p(y)(1 + eta) (ratio); every excess-distortion bound.
+        The barrier of the centre is then sum_e log P_e + sum_c log |q_c - p_c| + the log of
+        each inequality's slack, the terms of Calmon et al.'s program written as AIF360 0.6.1's
+        `OptTools` writes it (up to constants).
+        """
+        c, t = self.cells, self.targets
+        V, R, K, L = self.V, self.R, self.K, self.L
+        tcell = t.cell[self.var_move]
+        cells = np.union1d(c.source_cell, tcell)
+        C = len(cells)
+        tpos = np.searchsorted(cells, tcell)
+        mass = np.zeros(C)
+        mass[np.searchsorted(cells, c.source_cell)] = c.source_mass
+        reach = np.zeros(C)
+        np.maximum.at(reach, tpos, c.row_mass[self.var_row])
+        a = np.where(mass > 0, mass, reach)
+        # g = Q(y | d) for every group and label (free columns), so that the discrimination
+        # rows stay sparse.
+        KL = K * L
+        gi = np.arange(KL)
+        ineq_g: list[sp.csr_matrix] = []
+        rhs: list[np.ndarray] = []
+        if self.constraint == "difference":
+            pairs = np.array(list(itertools.combinations(range(K), 2)), dtype=np.int64)
+            if len(pairs):
+                rows = np.arange(len(pairs) * L)
+                k1 = np.repeat(pairs[:, 0], L) * L + np.tile(np.arange(L), len(pairs))
+                k2 = np.repeat(pairs[:, 1], L) * L + np.tile(np.arange(L), len(pairs))
+                diff = _csr(
+                    np.r_[rows, rows],
+                    np.r_[k1, k2],
+                    np.r_[np.ones(len(rows)), -np.ones(len(rows))],
+                    (len(rows), KL),
+                )
+                ineq_g += [diff, -diff]
+                rhs += [np.full(len(rows), float(eta))] * 2
+        else:
+            py = np.tile(c.label_marginal, K)
+            ineq_g += [_csr(gi, gi, np.ones(KL), (KL, KL)), _csr(gi, gi, -np.ones(KL), (KL, KL))]
+            rhs += [py * (1 + eta), -py * (1 - eta)]
+        n_g = sum(x.shape[0] for x in ineq_g)
+        dist = [Dk for Dk in self.D]
+        n_d = sum(x.shape[0] for x in dist)
+        rhs += [np.full(Dk.shape[0], dk) for Dk, dk in zip(self.D, self.bounds, strict=True)]
+        m_in = n_g + n_d
+        G_p = sp.vstack([sp.csr_matrix((n_g, V)), *dist], format="csr")
+        G_g = sp.vstack([*ineq_g, sp.csr_matrix((n_d, KL))], format="csr")
+        eye_c = sp.eye(C, format="csr")
+        sums = _csr(self.var_row, np.arange(V), np.ones(V), (R, V))
+        balance = _csr(tpos, np.arange(V), c.row_mass[self.var_row] / a[tpos], (C, V))
+        z = sp.csr_matrix
+        A = sp.vstack(
+            [
+                sp.hstack([sums, z((R, 2 * C + m_in + KL))]),
+                sp.hstack([balance, -eye_c, eye_c, z((C, m_in + KL))]),
+                sp.hstack([self.Q, z((KL, 2 * C + m_in)), -sp.eye(KL)]),
+                sp.hstack([G_p, z((m_in, 2 * C)), sp.eye(m_in), G_g]),
+            ],
+            format="csr",
+        )
+        b = np.concatenate((np.ones(R), mass / a, np.zeros(KL), *rhs))
+        cost = np.concatenate((np.zeros(V), a / 2, a / 2, np.zeros(m_in + KL)))
+        free = np.zeros(A.shape[1], dtype=bool)
+        free[-KL:] = True
+        return A, b, cost, free
 
     # -- reading a solution ----------------------------------------------------------------------
 

@@ -356,3 +356,207 @@ def _solve_cvxpy(lp: LinearProgram, solver: str, options: dict[str, Any]) -> LPR
     if st in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         return LPResult("infeasible", None, None, name, st, seconds)
     return LPResult("failed", None, None, name, str(st), seconds)
+
+
+# -- the analytic centre of the optimal face ------------------------------------------------------
+
+#: The interior-point phase stops when x's / n is below this (the optimal face is read from it).
+CENTRE_IPM_TOL = 1e-10
+#: Largest residual |b - Ax| (relative to max(1, |b|)) accepted for the centre.
+CENTRE_FEASIBILITY_TOL = 1e-9
+CENTRE_MAX_ITER = 100
+
+
+@dataclass(frozen=True)
+class Centre:
+    """The result of `analytic_centre`.
+
+    Attributes:
+        x: the centre (zero outside the optimal face), or None if the method failed.
+        face: boolean mask of the coordinates not identically zero on the optimal face.
+        residual: largest |b - Ax| at x.
+        iterations: interior-point steps, then Newton centring steps.
+        seconds: wall time.
+        detail: why it stopped.
+    """
+
+    x: np.ndarray | None
+    face: np.ndarray | None
+    residual: float
+    iterations: tuple[int, int]
+    seconds: float
+    detail: str
+
+
+class _KKT:
+    """The quasi-definite system [[-W, A'], [A, r I]] of a fixed pattern, factorised by QDLDL
+    (static regularisation r, iterative refinement against the system without it)."""
+
+    def __init__(self, A: sp.csr_matrix, reg: float = 1e-9) -> None:
+        m, n = A.shape
+        self.n, self.reg = n, reg
+        K = sp.bmat([[-sp.eye(n), A.T], [A, reg * sp.eye(m)]], format="csc").sorted_indices()
+        rows, cols = K.indices, np.repeat(np.arange(n + m), np.diff(K.indptr))
+        d = np.flatnonzero(rows == cols)
+        self.K, self.K0, self.diag = K, K.copy(), d[:n]
+        self.K0.data[d[n:]] = 0.0
+        self.solver: Any = None
+
+    def factor(self, w: np.ndarray) -> None:
+        import qdldl
+
+        self.K.data[self.diag] = -w - self.reg
+        self.K0.data[self.diag] = -w
+        if self.solver is None:
+            self.solver = qdldl.Solver(self.K)
+        else:
+            self.solver.update(self.K)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        z = self.solver.solve(rhs)
+        norm = max(1.0, float(np.abs(rhs).max(initial=0.0)))
+        for _ in range(10):
+            r = rhs - self.K0 @ z
+            if float(np.abs(r).max(initial=0.0)) <= 1e-13 * norm:
+                break
+            z = z + self.solver.solve(r)
+        return z  # type: ignore[no-any-return]
+
+
+def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
+    neg = dv < 0
+    return float((-v[neg] / dv[neg]).min()) if neg.any() else np.inf
+
+
+def analytic_centre(
+    A: sp.spmatrix,
+    b: np.ndarray,
+    c: np.ndarray,
+    free: np.ndarray | None = None,
+    *,
+    max_iter: int = CENTRE_MAX_ITER,
+) -> Centre:
+    """The analytic centre of the optimal face of  min c'x  s.t.  A x = b,  x_j >= 0 (j not
+    in the mask `free`).
+
+    The optimal face F is the set of optimal x; its analytic centre is the unique point of F
+    maximising sum_j log x_j over the coordinates j not identically zero on F. It is the limit
+    of the central path (Megiddo 1989; Guler & Ye 1993), the point interior-point solvers
+    approach, and depends on the program only, not on any solution of it.
+
+    Two phases. (1) CLARABEL's interior point (called directly) to CENTRE_IPM_TOL; its iterate
+    is nearly strictly complementary, so F's coordinates are read as those with x_j >= s_j
+    (more widely if A_F x = b then cannot be met; coordinates phase 2 drives to zero are
+    dropped). (2) Newton's method for  max sum_{j in F} log x_j  s.t.  A_F x_F = b  from that
+    iterate (infeasible start, backtracking; Boyd & Vandenberghe 2004, sec. 10.3), to full
+    accuracy. Both phases solve quasi-definite systems with QDLDL. A must have full row rank
+    and the program a strictly positive feasible point.
+    """
+    start = time.perf_counter()
+    A = sp.csr_matrix(A, dtype=np.float64)
+    m, n = A.shape
+    b = np.asarray(b, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+    import clarabel
+
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = CENTRE_IPM_TOL
+    settings.tol_feas = settings.tol_ktratio = CENTRE_IPM_TOL
+    settings.max_iter = max_iter
+    free = np.zeros(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    signed = np.flatnonzero(~free)
+    ns = len(signed)
+    ipm = clarabel.DefaultSolver(
+        sp.csc_matrix((n, n)),
+        c,
+        sp.vstack(
+            [A, sp.csr_matrix((-np.ones(ns), (np.arange(ns), signed)), shape=(ns, n))],
+            format="csc",
+        ),
+        np.concatenate((b, np.zeros(ns))),
+        [clarabel.ZeroConeT(m), clarabel.NonnegativeConeT(ns)],
+        settings,
+    )
+    sol = ipm.solve()
+    it = int(sol.iterations)
+    if str(sol.status) not in ("Solved", "AlmostSolved"):
+        return Centre(
+            None, None, np.inf, (it, 0), time.perf_counter() - start, f"Clarabel: {sol.status}"
+        )
+    x = np.asarray(sol.x, dtype=np.float64)
+    s = np.zeros(n)
+    s[signed] = np.asarray(sol.z, dtype=np.float64)[m:]
+    x = np.where(free, x, np.maximum(x, 1e-300))
+    newton, detail, res = 0, "centring iteration limit", np.inf
+    for ratio in CENTRE_RATIOS:
+        face = free | (x >= ratio * s)
+        for _ in range(CENTRE_ROUNDS):
+            xf, detail, res, steps = _centre_on(
+                A[:, face], b, x[face], free[face], scale, 5 * max_iter
+            )
+            newton += steps
+            if detail != "vanishing":
+                break
+            # Coordinates that Newton drives to zero are zero on the whole face (the interior
+            # point left them just above its tolerance): drop them and centre again.
+            idx = np.flatnonzero(face)
+            face[idx[xf < CENTRE_VANISH * x[idx]]] = False
+        if detail != "inconsistent":
+            break
+        # A coordinate needed to meet A x = b was read as zero: read the face more widely.
+    if detail != "central":
+        return Centre(None, face, res, (it, newton), time.perf_counter() - start, detail)
+    out = np.zeros(n)
+    out[face] = xf
+    return Centre(out, face, res, (it, newton), time.perf_counter() - start, detail)
+
+
+#: A face coordinate is dropped when centring shrinks it below this fraction of its start.
+CENTRE_VANISH = 1e-6
+CENTRE_ROUNDS = 4
+#: The face is read as {x_j >= ratio * s_j}, with the next ratio when A_F x = b cannot be met.
+CENTRE_RATIOS = (1.0, 1e-2, 1e-4, 1e-6)
+
+
+def _centre_on(
+    A: sp.spmatrix, b: np.ndarray, x: np.ndarray, free: np.ndarray, scale: float, max_iter: int
+) -> tuple[np.ndarray, str, float, int]:
+    """Newton's method for  max sum_{j not free} log x_j  s.t.  A x = b  from x (> 0 where not
+    free): (x, "central" | "vanishing" | failure, residual, steps)."""
+    A = sp.csr_matrix(A)
+    kf = _KKT(A, reg=1e-12)
+    x0, sg = x.copy(), ~free
+    res = float(np.abs(b - A @ x).max(initial=0.0))
+    stalled = 0
+    for newton in range(1, max_iter + 1):
+        rp = b - A @ x
+        try:
+            kf.factor(np.where(free, 1.0, 1.0 / x**2))
+        except Exception as exc:  # qdldl signals a zero pivot with an exception
+            return x, f"centring factorisation failed ({exc})", res, newton
+        # [-X^-2, A'; A, 0] [dx; nu] = [-1/x; rp]; the free coordinates have no barrier, and
+        # a proximal weight 1 (which leaves the fixed point unchanged) keeps the system
+        # quasi-definite.
+        z = kf.solve(np.concatenate((np.where(free, 0.0, -1.0 / x), rp)))
+        dx = z[: len(x)]
+        dec = float(np.sum((dx[sg] / x[sg]) ** 2))
+        # the damped step of a self-concordant barrier, never past the boundary
+        step = 1.0 / (1.0 + np.sqrt(dec)) if dec > 0.25 else 1.0
+        step = min(step, 0.99 * _to_boundary(x[sg], dx[sg]))
+        logger.debug("centring %d: decrement %.3g, step %.3g, residual %.3g", newton, dec, step,
+                     res)
+        x = x + step * dx
+        res = float(np.abs(b - A @ x).max(initial=0.0))
+        if step == 1.0 and dec <= 1e-18 and res <= CENTRE_FEASIBILITY_TOL * scale:
+            return x, "central", res, newton
+        if newton % 25 == 0 and (x[sg] < CENTRE_VANISH * x0[sg]).any():
+            return x, "vanishing", res, newton
+        if dec <= 1e-20 and res > CENTRE_FEASIBILITY_TOL * scale:
+            stalled += 1
+            if stalled >= 3:
+                return x, "inconsistent", res, newton
+        else:
+            stalled = 0
+    return x, "centring iteration limit", res, max_iter

@@ -21,12 +21,14 @@ from safes_framework.schema import Schema
 from . import distortion as distortions
 from .distortion import Distortion, FunctionDistortion
 from .linear_program import Cells, Targets, TotProgram
-from .solvers import LPResult, normalize_solver, solve
+from .solvers import LPResult, analytic_centre, normalize_solver, solve
 
 logger = logging.getLogger(__name__)
 
 #: Largest violation of any constraint accepted from a solver (probabilities).
 FEASIBILITY_TOL = 1e-6
+#: The released map's total variation may exceed the LP optimum by at most this.
+CENTRE_OBJECTIVE_TOL = 1e-8
 
 _OTHER_SOLVER = {"highs": "solver='clarabel'"}
 
@@ -60,6 +62,9 @@ class TOT(FairnessTransformer):
         missing_groups: what to do when a group (a joint protected value of the schema's
             domain) has no row: "skip" (warn, constrain the groups present, leave later rows
             of that group unchanged) or "raise".
+        choice: which optimal map to release when there are several: "centre" (default) the
+            analytic centre of the set of optimal maps, the same whatever `solver` (see
+            docs/fairness.md), or "vertex" the vertex the solver returned.
 
     Attributes (after `fit`):
         objective_value_: the optimal total variation TV(p_XY, p_X'Y').
@@ -69,7 +74,8 @@ class TOT(FairnessTransformer):
         excess_distortion_: largest excess-distortion probability per threshold of `clist`.
         n_variables_, n_constraints_: size of the LP.
         skipped_groups_: groups of the domain without rows (labels), when skipped.
-        fit_seconds_, solve_seconds_: wall times.
+        choice_: "centre" or "vertex": which optimal map was released.
+        fit_seconds_, solve_seconds_, centre_seconds_: wall times.
     """
 
     name = "tot"
@@ -86,6 +92,7 @@ class TOT(FairnessTransformer):
         solver: str = "highs",
         solver_options: Mapping[str, Any] | None = None,
         missing_groups: Literal["skip", "raise"] = "skip",
+        choice: Literal["centre", "vertex"] = "centre",
     ) -> None:
         if (
             isinstance(eta, bool)
@@ -114,6 +121,8 @@ class TOT(FairnessTransformer):
             raise ConfigError(
                 f"tot: missing_groups must be 'skip' or 'raise', got {missing_groups!r}"
             )
+        if choice not in ("centre", "vertex"):
+            raise ConfigError(f"tot: choice must be 'centre' or 'vertex', got {choice!r}")
         if isinstance(distortion, str) and distortion not in (*distortions.BUILTIN, "auto"):
             raise ConfigError(
                 f"tot: unknown distortion {distortion!r}; built-ins: {sorted(distortions.BUILTIN)}"
@@ -128,6 +137,7 @@ class TOT(FairnessTransformer):
         self.solver = normalize_solver(solver)
         self.solver_options = dict(solver_options or {})
         self.missing_groups = missing_groups
+        self.choice = choice
         self._fitted = False
 
     def params(self) -> dict[str, Any]:
@@ -151,6 +161,7 @@ class TOT(FairnessTransformer):
             "solver": self.solver,
             "solver_options": dict(self.solver_options),
             "missing_groups": self.missing_groups,
+            "choice": self.choice,
         }
 
     # -- encoding --------------------------------------------------------------------------------
@@ -264,6 +275,10 @@ class TOT(FairnessTransformer):
             )
         P = prog.to_map(result.x)
         self._check_map(prog, P, result)
+        self.centre_seconds_ = 0.0
+        self.choice_ = "vertex"
+        if self.choice == "centre":
+            P = self._centre(prog, P, result)
         self.program_ = prog
         self.map_ = P
         self.status_ = result.status
@@ -282,6 +297,44 @@ class TOT(FairnessTransformer):
             self.solver_,
         )
         return self
+
+    def _centre(self, prog: TotProgram, vertex: np.ndarray, result: LPResult) -> np.ndarray:
+        """The analytic centre of the optimal maps (see `TotProgram.centring_program`)."""
+        A, b, c, free = prog.centring_program(self.eta)
+        cen = analytic_centre(A, b, c, free)
+        self.centre_seconds_ = cen.seconds
+        if cen.x is None:
+            # Happens on nearly degenerate programs (eta within ~1e-7 of its smallest feasible
+            # value): said loudly and recorded in choice_, never silently.
+            warnings.warn(
+                f"tot: the centre of the optimal maps could not be computed ({cen.detail}, "
+                f"after {cen.iterations[0]} interior-point and {cen.iterations[1]} Newton "
+                f"steps); releasing {result.solver}'s vertex instead (choice_ = 'vertex')",
+                stacklevel=3,
+            )
+            self.choice_ = "vertex"
+            return vertex
+        self.choice_ = "centre"
+        P = cen.x[: prog.V]
+        P = P / np.bincount(prog.var_row, weights=P, minlength=prog.R)[prog.var_row]
+        optimum = prog.total_variation(vertex)
+        tv = prog.total_variation(P)
+        if tv > optimum + CENTRE_OBJECTIVE_TOL:
+            raise SolverError(
+                f"tot: the centre of the optimal maps has total variation {tv:.10g}, above the "
+                f"optimum {optimum:.10g} of {result.solver} by more than "
+                f"{CENTRE_OBJECTIVE_TOL:g}; pass choice='vertex' to release the solver's vertex"
+            )
+        self._check_map(prog, P, result)
+        logger.info(
+            "tot: centre of the optimal maps in %.3f s (%d + %d steps), TV %.10g (vertex %.10g)",
+            cen.seconds,
+            cen.iterations[0],
+            cen.iterations[1],
+            tv,
+            optimum,
+        )
+        return P
 
     def _check_map(self, prog: TotProgram, P: np.ndarray, result: LPResult) -> None:
         """Check the map itself against the discrimination and distortion bounds."""

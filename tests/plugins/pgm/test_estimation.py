@@ -220,3 +220,29 @@ def test_model_size_cache_matches_mbi(dom) -> None:
             dom, [("a", "b"), ("b", "c"), extra]
         )
         assert cache.size_with(measured, extra) == cache.size_with(measured[::-1], extra)
+
+
+def test_inverse_std_weighting_is_mbi_1_0s_loss() -> None:
+    # mbi 1.0's estimation loss weights each measurement's squared residual by 1 / sigma; the
+    # combined term must equal the sum of the separate terms up to a constant.
+    rng = np.random.default_rng(4)
+    y1, y2 = rng.normal(size=6), rng.normal(size=6)
+    s1, s2 = 2.0, 5.0
+    log = pgm.MeasurementLog("inverse_std")
+    log.add(("a", "b"), y1, s1)
+    log.add(("a", "b"), y2, s2)
+    ybar, sd = log.value(("a", "b"))
+    w = log.loss_weights()
+    np.testing.assert_allclose(w, 1 / s1 + 1 / s2)
+    np.testing.assert_allclose(ybar, (y1 / s1 + y2 / s2) / (1 / s1 + 1 / s2))
+    np.testing.assert_allclose(sd, np.sqrt(2.0) / (1 / s1 + 1 / s2))  # std of that mean
+
+    def separate(mu: np.ndarray) -> float:
+        return float(((mu - y1) ** 2).sum() / s1 + ((mu - y2) ** 2).sum() / s2)
+
+    mu_a, mu_b = rng.normal(size=6), rng.normal(size=6)
+    combined = [float((w * (mu - ybar) ** 2).sum()) for mu in (mu_a, mu_b)]
+    assert separate(mu_a) - separate(mu_b) == pytest.approx(combined[0] - combined[1])
+    default = pgm.MeasurementLog()
+    default.add(("a", "b"), y1, s1)
+    np.testing.assert_allclose(default.loss_weights(), 1 / s1**2)

@@ -263,7 +263,8 @@ def test_registered_as_aim_with_its_parameters() -> None:
     params = synth.params()
     assert params == {"epsilon": 2.0, "delta": 1e-8, "degree": 3, "max_cells": 10_000,
                       "max_model_size": 80.0, "rounds": 40, "max_iters": 1000,
-                      "workload": None, "engine": "auto"}
+                      "workload": None, "engine": "auto",
+                      "loss_weighting": "inverse_variance"}
 
 
 def test_cli_runs_aim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,3 +283,12 @@ def test_cli_runs_aim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     privacy = json.loads((out / "privacy.json").read_text())
     assert 1 - 1e-6 <= privacy["epsilon"] <= 1
     assert len(pd.read_csv(out / "release.csv")) == 300
+
+
+def test_aim_loss_weighting_option() -> None:
+    assert AIM(1.0, 1e-9).params()["loss_weighting"] == "inverse_variance"
+    assert AIM(1.0, 1e-9, loss_weighting="inverse_std").loss_weighting == "inverse_std"
+    with pytest.raises(ConfigError, match="loss_weighting"):
+        AIM(1.0, 1e-9, loss_weighting="sqrt")
+    with pytest.raises(ConfigError, match="engine 'mbi'"):
+        AIM(1.0, 1e-9, engine="mbi", loss_weighting="inverse_std")

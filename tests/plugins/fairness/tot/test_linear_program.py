@@ -20,7 +20,7 @@ from safes_plugins.fairness.tot.linear_program import Targets, TotProgram
 from safes_plugins.fairness.tot.solvers import solve, solve_highs_colgen
 
 from safes_framework import datasets
-from safes_framework.errors import InfeasibleError, SolverError
+from safes_framework.errors import ConfigError, InfeasibleError, SolverError
 from safes_framework.schema import Categorical, Integer, Schema
 from safes_framework.testing import toy_schema, toy_table
 
@@ -345,3 +345,59 @@ def test_column_generation_in_fit_keeps_the_optimum_and_infeasibility(
     compas, _ = datasets.train_test_split("compas")
     with pytest.raises(InfeasibleError, match="0.0687507"):
         TOT(0.05, distortion="compas").fit(compas, datasets.schema("compas"))
+
+
+# -- the choice among optimal maps ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, eta", [("compas", 0.15), ("compas", 0.08), ("adult", 0.1)])
+def test_released_map_is_the_same_with_highs_and_clarabel(name: str, eta: float) -> None:
+    train, _ = datasets.train_test_split(name)
+    schema = datasets.schema(name)
+    highs = TOT(eta, distortion=name).fit(train, schema)
+    clarabel = TOT(eta, distortion=name, solver="clarabel").fit(train, schema)
+    vertex = TOT(eta, distortion=name, choice="vertex").fit(train, schema)
+    assert highs.choice_ == clarabel.choice_ == "centre" and vertex.choice_ == "vertex"
+    assert np.abs(highs.map_ - clarabel.map_).max() <= 1e-6
+    # the optimum is not unique here: the rule, not the solver, picks the map
+    assert np.abs(highs.map_ - vertex.map_).max() > 0.1
+    assert highs.objective_value_ == pytest.approx(vertex.objective_value_, abs=1e-8)
+    assert highs.discrimination_ <= eta + 1e-7
+
+
+def test_centre_maximises_the_log_barrier_over_the_optimal_maps() -> None:
+    # compas at eta = 0.15 has optimum 0: the optimal maps are those with q = p. Their analytic
+    # centre, written independently with cvxpy: entries, pairwise discrimination (both signs,
+    # every label) and excess-distortion slacks in the barrier.
+    train, _ = datasets.train_test_split("compas")
+    tot = TOT(0.15, distortion="compas").fit(train, datasets.schema("compas"))
+    p = tot.program_
+    assert tot.objective_value_ <= 1e-12
+    P = cp.Variable(p.V)
+    rows = _sparse_rows(p)
+    terms = [cp.sum(cp.log(P))]
+    for k, k2 in itertools.combinations(range(p.K), 2):
+        for y in range(p.L):
+            d = p.Q[k * p.L + y] @ P - p.Q[k2 * p.L + y] @ P
+            terms += [cp.log(0.15 - d), cp.log(0.15 + d)]
+    for Dk, dk in zip(p.D, p.bounds, strict=True):
+        terms.append(cp.sum(cp.log(dk - Dk @ P)))
+    full = TotProgram(p.cells, p.targets, p.constraint, p.thresholds, p.bounds, False, False)
+    cons = [rows @ P == 1, full.core.fidelity @ P == 1]
+    tight = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+    cp.Problem(cp.Maximize(sum(terms)), cons).solve(solver=cp.CLARABEL, **tight)
+    assert np.abs(tot.map_ - P.value).max() <= 1e-5  # cvxpy's accuracy on this problem
+
+
+def _sparse_rows(p: TotProgram) -> object:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.ones(p.V), (p.var_row, np.arange(p.V))), shape=(p.R, p.V))
+
+
+def test_vertex_choice_and_bad_choice() -> None:
+    with pytest.raises(ConfigError, match="choice must be"):
+        TOT(0.1, choice="middle")
+    schema, df = toy_schema(), toy_table(600, seed=3)
+    tot = TOT(0.05, distortion=TOY_DIST, choice="vertex").fit(df, schema)
+    assert tot.choice_ == "vertex" and tot.params()["choice"] == "vertex"
