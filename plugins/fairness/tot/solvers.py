@@ -390,27 +390,33 @@ class Centre:
 
 class _KKT:
     """The quasi-definite system [[-W, A'], [A, r I]] of a fixed pattern, factorised by QDLDL
-    (static regularisation r, iterative refinement against the system without it)."""
+    (static regularisation r, iterative refinement against the system without it).
+
+    Only the diagonal changes between factorisations: the upper triangle QDLDL reads is built
+    once and its diagonal entries overwritten in place.
+    """
 
     def __init__(self, A: sp.csr_matrix, reg: float = 1e-9) -> None:
         m, n = A.shape
         self.n, self.reg = n, reg
-        K = sp.bmat([[-sp.eye(n), A.T], [A, reg * sp.eye(m)]], format="csc").sorted_indices()
-        rows, cols = K.indices, np.repeat(np.arange(n + m), np.diff(K.indptr))
-        d = np.flatnonzero(rows == cols)
-        self.K, self.K0, self.diag = K, K.copy(), d[:n]
-        self.K0.data[d[n:]] = 0.0
+        full = sp.bmat([[-sp.eye(n), A.T], [A, reg * sp.eye(m)]], format="csc").sorted_indices()
+        upper = sp.triu(full, format="csc").sorted_indices()
+        self.K, self.K0 = upper, full.copy()
+        self.diag = _diagonal_positions(upper)[:n]
+        diag0 = _diagonal_positions(self.K0)
+        self.diag0 = diag0[:n]
+        self.K0.data[diag0[n:]] = 0.0
         self.solver: Any = None
 
     def factor(self, w: np.ndarray) -> None:
         import qdldl
 
         self.K.data[self.diag] = -w - self.reg
-        self.K0.data[self.diag] = -w
+        self.K0.data[self.diag0] = -w
         if self.solver is None:
-            self.solver = qdldl.Solver(self.K)
+            self.solver = qdldl.Solver(self.K, upper=True)
         else:
-            self.solver.update(self.K)
+            self.solver.update(self.K, upper=True)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         z = self.solver.solve(rhs)
@@ -421,6 +427,12 @@ class _KKT:
                 break
             z = z + self.solver.solve(r)
         return z  # type: ignore[no-any-return]
+
+
+def _diagonal_positions(K: sp.csc_matrix) -> np.ndarray:
+    """Positions in `K.data` of the diagonal entries, in column order (all present)."""
+    rows, cols = K.indices, np.repeat(np.arange(K.shape[1]), np.diff(K.indptr))
+    return np.flatnonzero(rows == cols)
 
 
 def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
