@@ -125,13 +125,14 @@ def choose_edges(
     Args:
         table: the sensitive table on `schema.grid()` (its DP primitives charge the run).
         schema: the declared schema (with `QuantileBinned` columns).
-        codes: the (n, d) codes of the table on `schema.grid()`; re-coded in place.
+        codes: the (n, d) codes of the table on `schema.grid()` (not modified).
         plan: the budget split (`plan_bins`).
 
     Returns:
         The resolved schema (DP-binned columns as `Continuous` with the chosen edges) and
-        `codes`, now in that schema's domain.
+        the codes in that schema's domain.
     """
+    codes = np.array(codes, dtype=np.int64)
     resolved: dict[str, Continuous] = {}
     names = list(schema.names)
     for col in schema.dp_binned:

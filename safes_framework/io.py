@@ -28,11 +28,8 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
     Raises:
         ConfigError: unknown suffix, missing or unreadable file, or no Parquet engine.
     """
-    path = Path(path)
+    path = check_table_path(path)
     name = path.name.lower()
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ConfigError(f"input table {str(path)!r} {what}")
     try:
         if name.endswith(CSV_SUFFIXES):
             dtype = None
@@ -55,7 +52,22 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
                 ) from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"cannot read input table {str(path)!r}: {exc}") from None
-    raise ConfigError(
-        f"input table {str(path)!r}: unknown file type; expected "
-        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-    )
+    raise AssertionError("unreachable: check_table_path accepts known suffixes only")
+
+
+def check_table_path(path: str | os.PathLike[str]) -> Path:
+    """`path` as a `Path` if it is a file `read_table` can read, without opening it.
+
+    Raises:
+        ConfigError: it does not exist, is a directory, or has an unknown suffix.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        raise ConfigError(
+            f"input table {str(path)!r}: unknown file type; expected "
+            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ConfigError(f"input table {str(path)!r} {what}")
+    return path

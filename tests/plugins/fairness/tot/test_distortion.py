@@ -12,14 +12,17 @@ from safes_plugins.fairness.tot.distortion import (
     FORBIDDEN,
     Distortion,
     FunctionDistortion,
+    GenericDistortionWarning,
     Moves,
     Ordinal,
+    generic,
     resolve,
 )
 
 from safes_framework.datasets import schema as bundled_schema
 from safes_framework.errors import ConfigError
 from safes_framework.schema import Categorical, Integer, Schema
+from safes_framework.testing import toy_schema
 
 ADULT_XY = ("age-decade", "education-reduced", "income>50K")
 COMPAS_XY = ("age_cat", "c_charge_degree", "priors_count", "two_year_recid")
@@ -181,7 +184,9 @@ def test_resolve_picks_builtins_by_name_or_columns() -> None:
     assert resolve("auto", bundled_schema("compas"), COMPAS_XY) is COMPAS
     assert resolve("compas", bundled_schema("compas"), COMPAS_XY) is COMPAS
     assert isinstance(resolve(adult_rule, bundled_schema("adult"), ADULT_XY), FunctionDistortion)
-    with pytest.raises(ConfigError, match="no built-in fits"):
-        resolve(None, bundled_schema("adult"), ("x", "y"))
+    toy = toy_schema()
+    with pytest.warns(GenericDistortionWarning, match="domain is better"):
+        fallback = resolve(None, toy, ("edu", "income"))
+    assert fallback == generic(toy, ("edu", "income"))
     with pytest.raises(ConfigError, match="unknown distortion 'german'"):
         resolve("german", bundled_schema("adult"), ADULT_XY)
