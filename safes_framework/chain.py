@@ -27,7 +27,14 @@ from .base import (
 )
 from .binning import DEFAULT_BIN_SHARE, check_share, choose_edges, plan_bins
 from .binning import STAGE as BINNING
-from .errors import ConfigError, DataError, FairnessStageError, PrivacyError, SafesError
+from .errors import (
+    BudgetExceededError,
+    ConfigError,
+    DataError,
+    FairnessStageError,
+    PrivacyError,
+    SafesError,
+)
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
@@ -189,7 +196,7 @@ class SafesChain:
                 )
         budget = (self.synthesizer.epsilon, self.synthesizer.delta)
         trial = RDPAccountant(budget=budget)
-        rho_total = trial.plan_zcdp()
+        rho_total = _planned_rho(trial)
         bins = plan_bins(schema, trial, self.bin_share)
         if bins is not None:
             bins.charge(trial)
@@ -209,7 +216,7 @@ class SafesChain:
                     "epsilon": budget[0],
                     "delta": budget[1],
                     "rho": rho_total,
-                    "synthesizer_rho": trial.plan_zcdp(),
+                    "synthesizer_rho": _planned_rho(trial),
                 },
                 "binning": None if bins is None else bins.to_dict(),
                 "synthesizer": {"name": _component_name(self.synthesizer), **synth},
@@ -415,6 +422,14 @@ class SafesChain:
         yield ctx
         timings[stage] = time.perf_counter() - start
         self._pm.stage_finished(run, stage, timings[stage])
+
+
+def _planned_rho(accountant: RDPAccountant) -> float | None:
+    """The zCDP rho that remains on `accountant`, or None when the grid certifies none."""
+    try:
+        return accountant.plan_zcdp()
+    except BudgetExceededError:
+        return None
 
 
 def _release_size(synthesizer: Synthesizer, name: str) -> int:

@@ -242,10 +242,7 @@ def _print_plan(plan: dict[str, Any], schema: Any) -> None:
     """`safes run --dry-run`: the plan, from public information only."""
     b = plan["budget"]
     print("plan (no data read):")
-    print(
-        f"  budget: ({b['epsilon']:g}, {b['delta']:g})-DP = zCDP rho {b['rho']:.6g} "
-        "(the whole budget)"
-    )
+    print(f"  budget: ({b['epsilon']:g}, {b['delta']:g})-DP = zCDP rho {_g(b['rho'])} in all")
     bins = plan["binning"]
     if bins is not None:
         edges = ", ".join(f"{n!r}: {k}" for n, k in bins["edges"].items())
@@ -256,7 +253,7 @@ def _print_plan(plan: dict[str, Any], schema: Any) -> None:
         )
     synth = dict(plan["synthesizer"])
     name = synth.pop("name")
-    print(f"  synthesizer {name}: zCDP rho {b['synthesizer_rho']:.6g} (what remains)")
+    print(f"  synthesizer {name}: zCDP rho {_g(b['synthesizer_rho'])} (what remains)")
     for key, value in synth.items():
         print(f"    {key}: {value}")
     sizes = schema.sizes
@@ -272,6 +269,10 @@ def _print_plan(plan: dict[str, Any], schema: Any) -> None:
     if plan["metrics"]:
         print(f"  metrics (evaluation, not private): {', '.join(plan['metrics'])}")
     print(f"  release size: {plan['rows']}")
+
+
+def _g(value: float | None) -> str:
+    return "none (the budget is too small to certify)" if value is None else f"{value:.6g}"
 
 
 def _cmd_fair(args: argparse.Namespace) -> int:

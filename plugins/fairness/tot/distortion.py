@@ -511,47 +511,48 @@ def distortion_from_dict(doc: Mapping[str, Any], *, source: str = "distortion") 
         if not isinstance(t, Mapping) or not isinstance(t.get("column"), str):
             raise ConfigError(f"{where}: a term is a table with a column name")
         where = f"{source}, term {i} (column {t['column']!r})"
-        kind = t.get("kind")
-        if kind == "ordinal":
-            _only(where, t, ("kind", "column", "up", "down"))
-            if "up" not in t:
-                raise ConfigError(f"{where}: an ordinal term needs up")
-            down = t.get("down")
-            terms.append(
-                Ordinal(
-                    t["column"],
-                    up=_file_steps(where, t["up"]),
-                    down=None if down is None else _file_steps(where, down),
-                )
-            )
-        elif kind == "moves":
-            _only(where, t, ("kind", "column", "costs", "change"))
-            costs: list[tuple[Scalar, Scalar, float]] = []
-            for c in t.get("costs", []):
-                if isinstance(c, Mapping):
-                    _only(where + ", costs", c, ("from", "to", "cost"))
-                    if not {"from", "to", "cost"} <= set(c):
-                        raise ConfigError(f"{where}: each cost needs from, to and cost")
-                    costs.append((c["from"], c["to"], _file_cost(where, c["cost"])))
-                elif isinstance(c, list) and len(c) == 3:
-                    costs.append((c[0], c[1], _file_cost(where, c[2])))
-                else:
-                    raise ConfigError(
-                        f"{where}: a cost is {{from, to, cost}} or [from, to, cost], got {c!r}"
-                    )
-            terms.append(
-                Moves(
-                    t["column"],
-                    tuple(costs),
-                    change=_file_cost(where, t.get("change", 0.0)),
-                )
-            )
-        else:
-            raise ConfigError(f"{where}: kind must be \"ordinal\" or \"moves\", got {kind!r}")
+        try:
+            terms.append(_term_from_dict(t, where))
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if source in str(exc) else f"{where}: {exc}") from None
     name = doc.get("name", "custom")
     if not isinstance(name, str):
         raise ConfigError(f"{source}: name must be a string")
-    return Distortion(terms=tuple(terms), combine=doc.get("combine", "max"), name=name)
+    try:
+        return Distortion(terms=tuple(terms), combine=doc.get("combine", "max"), name=name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _term_from_dict(t: Mapping[str, Any], where: str) -> Term:
+    kind = t.get("kind")
+    if kind == "ordinal":
+        _only(where, t, ("kind", "column", "up", "down"))
+        if "up" not in t:
+            raise ConfigError(f"{where}: an ordinal term needs up")
+        down = t.get("down")
+        return Ordinal(
+            t["column"],
+            up=_file_steps(where, t["up"]),
+            down=None if down is None else _file_steps(where, down),
+        )
+    if kind == "moves":
+        _only(where, t, ("kind", "column", "costs", "change"))
+        costs: list[tuple[Scalar, Scalar, float]] = []
+        for c in t.get("costs", []):
+            if isinstance(c, Mapping):
+                _only(where + ", costs", c, ("from", "to", "cost"))
+                if not {"from", "to", "cost"} <= set(c):
+                    raise ConfigError(f"{where}: each cost needs from, to and cost")
+                costs.append((c["from"], c["to"], _file_cost(where, c["cost"])))
+            elif isinstance(c, list) and len(c) == 3:
+                costs.append((c[0], c[1], _file_cost(where, c[2])))
+            else:
+                raise ConfigError(
+                    f"{where}: a cost is {{from, to, cost}} or [from, to, cost], got {c!r}"
+                )
+        return Moves(t["column"], tuple(costs), change=_file_cost(where, t.get("change", 0.0)))
+    raise ConfigError(f"{where}: kind must be \"ordinal\" or \"moves\", got {kind!r}")
 
 
 def load_distortion(path: str | os.PathLike[str]) -> Distortion:
