@@ -32,6 +32,7 @@ from .errors import (
     ConfigError,
     DataError,
     FairnessStageError,
+    MetricsStageError,
     PrivacyError,
     SafesError,
 )
@@ -250,6 +251,7 @@ class SafesChain:
             FairnessStageError: the fairness stage failed after synthesis; its `release`
                 attribute holds the DP synthetic release without fairness (nothing paid for is
                 lost).
+            MetricsStageError: a metric failed; its `release` is the complete release.
         """
         self.plan(schema, test=test is not None)  # public checks, before the data is read
         grid = schema.grid() if schema.dp_binned else schema
@@ -345,18 +347,6 @@ class SafesChain:
             run = dataclasses.replace(run, fairness_params=self.fairness.params())
 
         results: dict[str, MetricResult] = {}
-        if self.metrics:
-            with self._stage(run, "metrics", timings):
-                inputs = MetricInputs(
-                    release=output.data,
-                    schema=schema,
-                    weights=output.weights,
-                    train=data,
-                    test=test,
-                    seed=seeds["metrics"] % 2**63,
-                )
-                for m in self.metrics:
-                    results[_component_name(m)] = m.compute(inputs)
         release = Release(
             data=output.data,
             weights=output.weights,
@@ -368,6 +358,29 @@ class SafesChain:
             timings=timings,
             metrics=results,
         )
+        if self.metrics:
+            inputs = MetricInputs(
+                release=output.data,
+                schema=schema,
+                weights=output.weights,
+                train=data,
+                test=test,
+                seed=seeds["metrics"] % 2**63,
+            )
+            name = ""
+            try:
+                with self._stage(run, "metrics", timings):
+                    for m in self.metrics:
+                        name = _component_name(m)
+                        results[name] = m.compute(inputs)
+            except Exception as exc:
+                self._pm.run_finished(run, release)
+                raise MetricsStageError(
+                    f"metric {name!r} failed after the release was made: {exc}. The release "
+                    "is complete and kept: this error's `release` holds it (metrics are an "
+                    "evaluation, not part of it)",
+                    release=release,
+                ) from exc
         self._pm.run_finished(run, release)
         return release
 

@@ -89,6 +89,8 @@ def _inside(path: Path, directory: Path) -> bool:
 #: Exit code of `safes run` when the fairness stage failed after synthesis: the DP synthetic
 #: table was written as a release without fairness (0: success; 1: an error; 2: a usage error).
 EXIT_FAIRNESS_FAILED = 3
+#: Exit code of `safes run` when a metric failed: the release was written, the evaluation not.
+EXIT_METRICS_FAILED = 4
 
 
 def _schema_of(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -136,7 +138,7 @@ def _fairness_of(pm: Any, args: argparse.Namespace) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .chain import SafesChain
-    from .errors import FairnessStageError
+    from .errors import FairnessStageError, MetricsStageError
     from .outputs import check_output_dir
 
     pm = get_plugin_manager()
@@ -191,6 +193,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except FairnessStageError as exc:
         release, code = exc.release, EXIT_FAIRNESS_FAILED
         _warn(str(exc.__cause__ or exc))
+    except MetricsStageError as exc:
+        release, code = exc.release, EXIT_METRICS_FAILED
+        _warn(str(exc))
     finally:
         if printer is not None:
             pm.unregister("safes-cli-progress")
@@ -218,6 +223,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if evaluation is not None:
             _warn("no evaluation was written: metrics run on a release with fairness only")
+        return code
+    if code == EXIT_METRICS_FAILED:
+        _warn("no evaluation was written; the release is complete")
         return code
     if evaluation is not None:
         release.save_evaluation(evaluation, overwrite=args.overwrite)
@@ -420,7 +428,8 @@ COMMANDS["run"] = (
     _build_run,
     _cmd_run,
     "run a chain on a dataset and write a release (exit code 3: the fairness stage failed "
-    "after synthesis and the DP synthetic table was written without fairness)",
+    "after synthesis and the DP synthetic table was written without fairness; 4: a metric "
+    "failed, the release was written and the evaluation not)",
 )
 COMMANDS["fair"] = (
     _build_fair,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def _draft(args: argparse.Namespace) -> int:
     else:
         header = [
             f"DRAFT schema read from {Path(args.data).name} by `safes schema draft`.",
-            *_wrap(DRAFT_NOTICE),
+            *textwrap.wrap(DRAFT_NOTICE, 96),
             "Format: docs/data.md.",
         ]
         text = schema_to_toml(schema, header=header, notes=notes, draft=True)
@@ -92,17 +93,6 @@ def _draft(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({len(schema.columns)} columns)")
     print(f"safes: warning: {DRAFT_NOTICE}", file=sys.stderr)
     return 0
-
-
-def _wrap(text: str, width: int = 96) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return [*lines, line] if line else lines
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import textwrap
 import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ __all__ = [
 
 #: What every draft says, in the file and on the terminal.
 DRAFT_NOTICE = (
-    "this schema was read from the data and is NOT private: the categories and bounds below "
+    "This schema was read from the data and is NOT private: the categories and bounds below "
     "are facts about the sensitive rows. Before the file is used for a release, make every "
     "category and bound public knowledge (a code book, a published range), then delete the "
     "line `draft = true`."
@@ -144,6 +145,7 @@ def schema_to_toml(
     notes = notes or {}
     doc = schema.to_dict()
     lines = [f"# {h}".rstrip() for h in header]
+    wrap = textwrap.TextWrapper(width=98, break_on_hyphens=False)
     if draft:
         lines.append("draft = true")
     lines += [
@@ -157,7 +159,7 @@ def schema_to_toml(
     for col in doc["columns"]:
         lines.append("")
         if col["name"] in notes:
-            lines += [f"# {n}".rstrip() for n in notes[col["name"]].splitlines()]
+            lines += [f"# {n}".rstrip() for n in wrap.wrap(notes[col["name"]])]
         lines.append("[[columns]]")
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in col.items()]
     return "\n".join(lines) + "\n"

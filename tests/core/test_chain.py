@@ -402,3 +402,24 @@ def test_fair_release_is_post_processing_of_a_saved_release(
     weighted = _chain(fairness=Spy()).run(table, schema)
     with pytest.raises(ConfigError, match="sample weights"):
         fair_release(weighted, tot)
+
+
+class Broken(safes_framework.Metric):
+    """A metric that fails on every release."""
+
+    name = "broken"
+
+    def compute(self, inputs: safes_framework.MetricInputs) -> safes_framework.MetricResult:
+        raise ValueError("cannot fit a classifier on one class")
+
+
+def test_a_failed_metric_keeps_the_complete_release(table: pd.DataFrame, schema: Schema) -> None:
+    from safes_framework.errors import MetricsStageError
+
+    chain = _chain(fairness=Spy(), metrics=["mean_outcome_difference", Broken()])
+    with pytest.raises(MetricsStageError, match="metric 'broken' failed") as info:
+        chain.run(table, schema)
+    release = info.value.release
+    assert release.run.fairness == "spy" and release.weights is not None
+    assert set(release.metrics) == {"mean_outcome_difference"}
+    assert release.privacy.epsilon == pytest.approx(1.0, abs=1e-6)

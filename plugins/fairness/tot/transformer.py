@@ -139,6 +139,7 @@ class TOT(FairnessTransformer):
         self.solver_options = dict(solver_options or {})
         self.missing_groups = missing_groups
         self._fitted = False
+        self._resolved: list[tuple[Schema, Distortion | FunctionDistortion]] = []
 
     def params(self) -> dict[str, Any]:
         # After fit, report the distortion actually used (e.g. what "auto" resolved to).
@@ -294,7 +295,11 @@ class TOT(FairnessTransformer):
                 f"tot: the domain has {n_groups} groups x {n_cells} (x, y) cells, too many to "
                 "index; coarsen some columns or drop them from the schema"
             )
-        spec = distortions.resolve(self.distortion, schema, self.xy_columns_)
+        # Resolved once per schema (shared with pre-flight copies): a fallback warns once.
+        cached = next((d for sch, d in self._resolved if sch == schema), None)
+        spec = cached or distortions.resolve(self.distortion, schema, self.xy_columns_)
+        if cached is None:
+            self._resolved.append((schema, spec))
         self.distortion_ = spec
         return spec
 

@@ -343,3 +343,18 @@ def test_preflight_sizes_the_program_and_leaves_a_fitted_map_alone() -> None:
     pd.testing.assert_frame_equal(tot.transform(data, np.random.default_rng(0)).data, before)
     with pytest.raises(ConfigError, match="'edu'"):
         TOT(distortion=Distortion((Ordinal("edu", up=1),))).preflight(schema)
+
+
+def test_the_generic_fallback_warns_once_across_preflight_and_fit() -> None:
+    import warnings
+
+    from safes_plugins.fairness.tot import GenericDistortionWarning
+
+    data, schema = _loans()
+    tot = TOT(eta=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tot.preflight(schema)
+        tot.preflight(schema.provisional())  # an equal schema
+        tot.fit(data, schema)
+    assert sum(issubclass(w.category, GenericDistortionWarning) for w in caught) == 1
