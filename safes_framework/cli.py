@@ -355,6 +355,12 @@ COMMANDS: dict[
 
 
 def _build_run(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "exit codes: 0 the release was written; 1 an error; 2 a usage error (nothing written, "
+        "nothing spent); 3 the fairness stage failed after synthesis: the DP synthetic table "
+        "was written as a release without fairness (apply fairness again with safes fair); "
+        "4 a metric failed: the release was written, the evaluation was not"
+    )
     src = p.add_argument_group("input")
     src.add_argument("--dataset", help="bundled dataset: adult, compas, adult-full")
     src.add_argument("--data", help="the sensitive table: CSV or Parquet (with --schema)")
@@ -427,9 +433,7 @@ def _build_plugins(p: argparse.ArgumentParser) -> None:
 COMMANDS["run"] = (
     _build_run,
     _cmd_run,
-    "run a chain on a dataset and write a release (exit code 3: the fairness stage failed "
-    "after synthesis and the DP synthetic table was written without fairness; 4: a metric "
-    "failed, the release was written and the evaluation not)",
+    "run a chain on a dataset or your own table and write a release",
 )
 COMMANDS["fair"] = (
     _build_fair,

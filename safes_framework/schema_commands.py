@@ -96,8 +96,10 @@ def _draft(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    schema = read_schema(args.schema)
     draft = is_draft(read_schema_document(args.schema))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonPrivateDomainWarning)  # a draft is said below
+        schema = read_schema(args.schema)
     df = read_table(args.data, schema=schema)
     extra = [str(c) for c in df.columns if c not in schema.names]
     with warnings.catch_warnings():

@@ -88,15 +88,26 @@ def is_draft(document: Mapping[str, Any]) -> bool:
 def read_schema(path: str | os.PathLike[str]) -> Schema:
     """A `Schema` from a TOML or JSON file (docs/data.md gives the format).
 
+    A draft (`draft = true`, from `safes schema draft`) is read with a
+    `NonPrivateDomainWarning`; `safes run` refuses it.
+
     Raises:
         ConfigError: the file cannot be read or parsed.
         SchemaError: the declarations are wrong; the message names the file and the column.
     """
     doc = read_schema_document(path)
     try:
-        return Schema.from_dict(doc)
+        schema = Schema.from_dict(doc)
     except SchemaError as exc:
         raise SchemaError(f"schema file {str(path)!r}: {exc}") from None
+    if is_draft(doc):
+        warnings.warn(
+            f"schema file {str(path)!r} is a draft read from the data (draft = true) and is "
+            "NOT private until every category and bound is public knowledge (docs/data.md)",
+            NonPrivateDomainWarning,
+            stacklevel=2,
+        )
+    return schema
 
 
 # -- writing ------------------------------------------------------------------------------------

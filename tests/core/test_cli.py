@@ -218,7 +218,8 @@ def test_schema_draft_writes_a_marked_draft_and_says_it_is_not_private(
     assert "public knowledge" in captured.err
     text = out.read_text()
     assert "draft = true" in text and text.startswith("# DRAFT")
-    schema = Schema.from_file(out)
+    with pytest.warns(UserWarning, match="is a draft"):
+        schema = Schema.from_file(out)
     assert schema.protected == ("sex", "race") and schema.favorable == 1
     assert schema.privileged == {"sex": (1,), "race": (1,)}
     assert main(argv) == 2 and "exists" in capsys.readouterr().err
