@@ -356,8 +356,9 @@ COMMANDS: dict[
 
 def _build_run(p: argparse.ArgumentParser) -> None:
     p.epilog = (
-        "exit codes: 0 the release was written; 1 an error; 2 a usage error (nothing written, "
-        "nothing spent); 3 the fairness stage failed after synthesis: the DP synthetic table "
+        "exit codes: 0 the release was written; 1 an error; 2 a usage error (bad arguments, "
+        "schema, data or settings; nothing written); 3 the fairness stage failed after "
+        "synthesis: the DP synthetic table "
         "was written as a release without fairness (apply fairness again with safes fair); "
         "4 a metric failed: the release was written, the evaluation was not"
     )
