@@ -19,7 +19,7 @@ from .plugins import (
     synthesizer,
     unregister_plugin,
 )
-from .schema import Categorical, Continuous, Integer, Schema
+from .schema import Categorical, Continuous, Integer, QuantileBinned, Schema
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "MetricInputs",
     "MetricResult",
     "PrivacyReport",
+    "QuantileBinned",
     "Release",
     "RunInfo",
     "SafesChain",

@@ -80,6 +80,19 @@ class Synthesizer(ABC):
     def sample(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         """Draw `rows` synthetic records as an (rows, d) integer code matrix in schema order."""
 
+    def preflight(self, data: PrivateTable) -> dict[str, Any]:
+        """Check the settings against the public schema before any budget is spent.
+
+        The chain calls it before the first DP primitive runs (and `safes run --dry-run`
+        without reading any data), with a `PrivateTable` whose `columns`, `sizes` and
+        `domain_size` are the release's domain and which refuses every primitive. Raise a
+        `ConfigError` for settings that cannot run on this domain (a model too large, say);
+        return a JSON-serialisable summary of the plan (shown by `--dry-run`). Part of the
+        budget may already be spent when `fit` runs (DP bin edges): plan from what remains
+        (`data.accountant.plan_zcdp()`). The default checks nothing.
+        """
+        return {}
+
     def estimated_rows(self) -> float:
         """A DP estimate of the number of records, computed in `fit` from noisy outputs only.
 
@@ -133,6 +146,17 @@ class FairnessTransformer(ABC):
         self, data: pd.DataFrame, schema: Schema, rng: np.random.Generator
     ) -> FairnessOutput:
         return self.fit(data, schema).transform(data, rng)
+
+    def preflight(self, schema: Schema) -> dict[str, Any]:
+        """Check the settings against `schema` before any budget is spent, without data.
+
+        The chain calls it before synthesis (and `safes run --dry-run`); raise a `ConfigError`
+        for settings that cannot work on this schema (a distortion naming an unknown column,
+        say), and return a JSON-serialisable summary of the plan. Columns with DP bin edges
+        appear with provisional equal-width edges of the same count. The default checks
+        nothing.
+        """
+        return {}
 
     def params(self) -> dict[str, Any]:
         """The settings that define this transformer (recorded in the release)."""
@@ -196,6 +220,14 @@ class Metric(ABC):
     @abstractmethod
     def compute(self, inputs: MetricInputs) -> MetricResult:
         """Compute the metric."""
+
+    def reads(self) -> frozenset[str]:
+        """The real tables this metric reads: a subset of {"train", "test"}.
+
+        The chain checks before any budget is spent that each is available (a metric that
+        reads "test" needs `SafesChain.run(..., test=...)`). The default is the empty set.
+        """
+        return frozenset()
 
     def params(self) -> dict[str, Any]:
         return {}

@@ -10,11 +10,12 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
-from .access import InMemorySource
+from .access import Clique, InMemorySource
 from .base import (
     FairnessOutput,
     FairnessTransformer,
@@ -24,13 +25,23 @@ from .base import (
     StageContext,
     Synthesizer,
 )
-from .errors import ConfigError, DataError, SafesError
+from .binning import DEFAULT_BIN_SHARE, check_share, choose_edges, plan_bins
+from .binning import STAGE as BINNING
+from .errors import (
+    BudgetExceededError,
+    ConfigError,
+    DataError,
+    FairnessStageError,
+    MetricsStageError,
+    PrivacyError,
+    SafesError,
+)
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
 from .privacy.accountant import NEIGHBOURING
 from .privacy.noise import NoiseSource, SecureNoise, SeededNoise
-from .release import PrivacyReport, Release, RunInfo, versions
+from .release import PrivacyReport, Release, RunInfo, _jsonable, versions
 from .schema import Schema
 
 logger = logging.getLogger(__name__)
@@ -79,6 +90,9 @@ class SafesChain:
             stays secret (the privacy report says so).
         rows: number of released rows; None releases the synthesizer's DP estimate of the
             number of records (a synthesizer without one needs rows=N).
+        bin_share: the share of the budget (as zCDP) spent on DP bin edges, when the schema
+            has columns declared with `edges = "dp"` (`QuantileBinned`); see
+            `safes_framework.binning` and docs/privacy.md.
         plugin_manager: the manager whose lifecycle hooks observe the run (default: global).
     """
 
@@ -90,9 +104,11 @@ class SafesChain:
         seed: int | None = None,
         *,
         rows: int | None = None,
+        bin_share: float = DEFAULT_BIN_SHARE,
         plugin_manager: PluginManager | None = None,
     ) -> None:
         self._pm = plugin_manager or get_plugin_manager()
+        self.bin_share = check_share(bin_share)
         if not isinstance(synthesizer, Synthesizer):
             raise ConfigError(
                 f"synthesizer must be a configured Synthesizer, got {synthesizer!r}; use "
@@ -146,10 +162,81 @@ class SafesChain:
             recorded["fairness"] = seeds["fairness"]
         return SecureNoise(), seeds, recorded
 
+    def plan(self, schema: Schema, *, test: bool = False) -> dict[str, Any]:
+        """Check everything that needs no data, and return the run's plan.
+
+        `run` calls this before it reads the sensitive table, so that no error that could be
+        known without the data comes after budget is spent; `safes run --dry-run` prints it.
+        It checks that every metric has the real tables it reads, plans the budget split (DP
+        bin edges, then the synthesizer), and runs the synthesizer's and the fairness
+        transformer's pre-flight checks on the schema (with provisional equal-width edges for
+        columns whose edges are DP quantiles: the domain sizes are the same).
+
+        Args:
+            schema: the public schema.
+            test: whether a real test table will be given to `run`.
+
+        Returns:
+            A JSON-serialisable plan: budget (epsilon, delta, the zCDP rho of the whole budget
+            and what the synthesizer gets), binning, synthesizer, fairness, metrics, rows.
+
+        Raises:
+            ConfigError: a metric lacks a table, or a plugin's pre-flight refuses the schema.
+        """
+        if not isinstance(schema, Schema):
+            raise ConfigError(
+                f"schema must be a safes_framework.Schema, got {type(schema).__name__}"
+            )
+        for m in self.metrics:
+            missing = sorted(set(m.reads()) - {"train"} - ({"test"} if test else set()))
+            if missing:
+                raise ConfigError(
+                    f"metric {_component_name(m)!r} reads the real {missing[0]} table, and "
+                    "none is given; pass run(..., test=TABLE) (safes run --test FILE) or drop "
+                    "the metric"
+                )
+        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
+        trial = RDPAccountant(budget=budget)
+        rho_total = _planned_rho(trial)
+        bins = plan_bins(schema, trial, self.bin_share)
+        if bins is not None:
+            bins.charge(trial)
+        provisional = schema.provisional()
+        table = PrivateTable(
+            _DomainOnly(provisional.sizes),
+            provisional,
+            trial.copy(),
+            SeededNoise(np.random.SeedSequence(0)),
+            stage="synthesizer",
+        )
+        synth = self.synthesizer.preflight(table)
+        fair = None if self.fairness is None else self.fairness.preflight(provisional)
+        return _jsonable(
+            {
+                "budget": {
+                    "epsilon": budget[0],
+                    "delta": budget[1],
+                    "rho": rho_total,
+                    "synthesizer_rho": _planned_rho(trial),
+                },
+                "binning": None if bins is None else bins.to_dict(),
+                "synthesizer": {"name": _component_name(self.synthesizer), **synth},
+                "fairness": None
+                if self.fairness is None
+                else {"name": _component_name(self.fairness), **(fair or {})},
+                "metrics": [_component_name(m) for m in self.metrics],
+                "rows": "DP estimate" if self.rows is None else self.rows,
+            }
+        )
+
     def run(
         self, data: pd.DataFrame, schema: Schema, *, test: pd.DataFrame | None = None
     ) -> Release:
         """Run the chain on the sensitive table `data` declared by `schema`.
+
+        Everything that needs no data is checked first (`plan`), then the table is validated,
+        and only then is budget spent: DP bin edges, if the schema declares any, then the
+        synthesizer.
 
         Args:
             data: the sensitive table (schema labels).
@@ -159,15 +246,22 @@ class SafesChain:
         Returns:
             The release (data, weights, privacy report, post-processing seeds, versions), with
             timings and metrics kept in memory only.
+
+        Raises:
+            FairnessStageError: the fairness stage failed after synthesis; its `release`
+                attribute holds the DP synthetic release without fairness (nothing paid for is
+                lost).
+            MetricsStageError: a metric failed; its `release` is the complete release.
         """
-        if not isinstance(schema, Schema):
-            raise ConfigError(
-                f"schema must be a safes_framework.Schema, got {type(schema).__name__}"
-            )
-        codes = schema.encode_array(data)  # validates before any budget is spent
+        self.plan(schema, test=test is not None)  # public checks, before the data is read
+        grid = schema.grid() if schema.dp_binned else schema
+        codes = grid.encode_array(data)  # validates before any budget is spent
         if test is not None:
-            schema.validate(test)
+            grid.validate(test)
         noise, seeds, recorded_seeds = self._streams()
+        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
+        accountant = RDPAccountant(budget=budget)
+        bins = plan_bins(schema, accountant, self.bin_share)
         run = RunInfo(
             run_id=uuid.uuid4().hex,
             synthesizer=_component_name(self.synthesizer),
@@ -176,15 +270,21 @@ class SafesChain:
             fairness_params={} if self.fairness is None else self.fairness.params(),
             metrics=tuple(_component_name(m) for m in self.metrics),
             seeded=self.seed is not None,
+            binning=None if bins is None else bins.to_dict(),
         )
-        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
-        accountant = RDPAccountant(budget=budget)
         accountant.on_spend = lambda entry: self._pm.privacy_spent(
             run, entry, accountant.epsilon(budget[1]), budget[1]
         )
         timings: dict[str, float] = {}
         self._pm.run_started(run)
 
+        if bins is not None:
+            with self._stage(run, BINNING, timings):
+                table = PrivateTable(
+                    InMemorySource(codes, grid.sizes), grid, accountant, noise, stage=BINNING
+                )
+                schema, codes = choose_edges(table, schema, codes, bins)
+                del table
         source = InMemorySource(codes, schema.sizes)
         with self._stage(run, "synthesizer", timings) as ctx:
             table = PrivateTable(source, schema, accountant, noise, stage="synthesizer")
@@ -199,7 +299,8 @@ class SafesChain:
             release_size = f"chosen by the caller (rows={rows})"
 
         with self._stage(run, "sample", timings):
-            synth_codes = self.synthesizer.sample(rows, np.random.default_rng(seeds["sample"]))
+            sample_rng = np.random.default_rng(seeds["sample"])
+            synth_codes = self.synthesizer.sample(rows, sample_rng)
             try:
                 synth_codes = schema.check_codes(synth_codes)
             except DataError as exc:
@@ -211,17 +312,8 @@ class SafesChain:
                     f"synthesizer {run.synthesizer!r} returned {synth_codes.shape[0]} rows, "
                     f"{rows} were asked for"
                 )
-            synthetic = schema.decode(synth_codes)
-
-        output = FairnessOutput(synthetic)
-        if self.fairness is not None:
-            with self._stage(run, "fairness", timings):
-                output = apply_fairness(
-                    self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
-                )
-            # Settings resolved while fitting (e.g. an automatic choice) are what the release
-            # should record.
-            run = dataclasses.replace(run, fairness_params=self.fairness.params())
+            # Binned values are drawn inside their bins, continuing the sampling stream.
+            synthetic = schema.decode(synth_codes, sample_rng)
 
         assumptions: tuple[str, ...] = ASSUMPTIONS
         if self.seed is not None:
@@ -238,19 +330,23 @@ class SafesChain:
             release_size=release_size,
             assumptions=assumptions,
         )
-        results: dict[str, MetricResult] = {}
-        if self.metrics:
-            with self._stage(run, "metrics", timings):
-                inputs = MetricInputs(
-                    release=output.data,
-                    schema=schema,
-                    weights=output.weights,
-                    train=data,
-                    test=test,
-                    seed=seeds["metrics"] % 2**63,
+
+        output = FairnessOutput(synthetic)
+        if self.fairness is not None:
+            try:
+                with self._stage(run, "fairness", timings):
+                    output = apply_fairness(
+                        self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
+                    )
+            except Exception as exc:
+                self._fairness_failed(
+                    exc, run, synthetic, privacy, schema, recorded_seeds, timings
                 )
-                for m in self.metrics:
-                    results[_component_name(m)] = m.compute(inputs)
+            # Settings resolved while fitting (e.g. an automatic choice) are what the release
+            # should record.
+            run = dataclasses.replace(run, fairness_params=self.fairness.params())
+
+        results: dict[str, MetricResult] = {}
         release = Release(
             data=output.data,
             weights=output.weights,
@@ -262,8 +358,72 @@ class SafesChain:
             timings=timings,
             metrics=results,
         )
+        if self.metrics:
+            inputs = MetricInputs(
+                release=output.data,
+                schema=schema,
+                weights=output.weights,
+                train=data,
+                test=test,
+                seed=seeds["metrics"] % 2**63,
+            )
+            name = ""
+            try:
+                with self._stage(run, "metrics", timings):
+                    for m in self.metrics:
+                        name = _component_name(m)
+                        results[name] = m.compute(inputs)
+            except Exception as exc:
+                self._pm.run_finished(run, release)
+                raise MetricsStageError(
+                    f"metric {name!r} failed after the release was made: {exc}. The release "
+                    "is complete and kept: this error's `release` holds it (metrics are an "
+                    "evaluation, not part of it)",
+                    release=release,
+                ) from exc
         self._pm.run_finished(run, release)
         return release
+
+    def _fairness_failed(
+        self,
+        exc: Exception,
+        run: RunInfo,
+        synthetic: pd.DataFrame,
+        privacy: PrivacyReport,
+        schema: Schema,
+        recorded_seeds: dict[str, int],
+        timings: dict[str, float],
+    ) -> NoReturn:
+        """Raise `FairnessStageError` carrying the DP synthetic release without fairness."""
+        assert self.fairness is not None
+        name = _component_name(self.fairness)
+        failure = {
+            "name": name,
+            "params": self.fairness.params(),
+            "error": type(exc).__name__,
+            "message": str(exc),
+        }
+        run = dataclasses.replace(
+            run, fairness=None, fairness_params={}, fairness_failure=failure
+        )
+        release = Release(
+            data=synthetic,
+            weights=None,
+            privacy=privacy,
+            schema=schema,
+            run=run,
+            seeds={k: v for k, v in recorded_seeds.items() if k != "fairness"},
+            versions=versions(),
+            timings=timings,
+        )
+        self._pm.run_finished(run, release)
+        raise FairnessStageError(
+            f"the fairness stage ({name}) failed after synthesis: {exc}. The DP synthetic "
+            "table is kept: this error's `release` is a release without fairness; save it "
+            "and apply fairness to it again (fair_release, or safes fair) at no further "
+            "privacy cost",
+            release=release,
+        ) from exc
 
     @contextmanager
     def _stage(self, run: RunInfo, stage: str, timings: dict[str, float]) -> Iterator[StageContext]:
@@ -275,6 +435,14 @@ class SafesChain:
         yield ctx
         timings[stage] = time.perf_counter() - start
         self._pm.stage_finished(run, stage, timings[stage])
+
+
+def _planned_rho(accountant: RDPAccountant) -> float | None:
+    """The zCDP rho that remains on `accountant`, or None when the grid certifies none."""
+    try:
+        return accountant.plan_zcdp()
+    except BudgetExceededError:
+        return None
 
 
 def _release_size(synthesizer: Synthesizer, name: str) -> int:
@@ -321,3 +489,93 @@ def apply_fairness(
             )
         out = FairnessOutput(out.data, w)
     return out
+
+
+class _DomainOnly:
+    """A `CountSource` that knows the public domain only: pre-flight checks read no data."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self._sizes = dict(sizes)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return self._sizes
+
+    def _refuse(self) -> NoReturn:
+        raise PrivacyError(
+            "a pre-flight check called a DP primitive; pre-flight checks see the public "
+            "domain only (columns and sizes)"
+        )
+
+    def marginal(self, clique: Clique) -> np.ndarray:
+        self._refuse()
+
+    def num_rows(self) -> int:
+        self._refuse()
+
+    def rows(self) -> np.ndarray:
+        self._refuse()
+
+
+def fair_release(
+    release: Release,
+    fairness: FairnessTransformer | str,
+    *,
+    seed: int | None = None,
+    plugin_manager: PluginManager | None = None,
+) -> Release:
+    """A new release: `fairness` applied to a saved (or in-memory) release's table.
+
+    Post-processing of the release alone: no original data is read, nothing is spent, and the
+    new release carries the same privacy report. Its run has a new id, the source's
+    synthesizer, the new fairness settings, `made_from` (the source's run id and fairness),
+    and a fresh post-processing seed for the transform (or `seed`, recorded either way: it
+    drives post-processing only, independent of the DP noise).
+
+    Args:
+        release: the source release, e.g. `Release.load(directory)`.
+        fairness: a `FairnessTransformer` or a registered name.
+        seed: the transform's seed (default: fresh from OS entropy).
+        plugin_manager: where to find a fairness transformer given by name.
+
+    Raises:
+        ConfigError: the release carries sample weights (from reweighing), which a new
+            transform would drop, or the transformer's pre-flight refuses the schema.
+    """
+    pm = plugin_manager or get_plugin_manager()
+    if isinstance(fairness, str):
+        fairness = pm.fairness_transformers.create(fairness)
+    if not isinstance(fairness, FairnessTransformer):
+        raise ConfigError(f"fairness must be a FairnessTransformer or a name, got {fairness!r}")
+    if release.weights is not None:
+        raise ConfigError(
+            f"the release carries sample weights from fairness {release.run.fairness!r}; a new "
+            "transform would drop them: start from a release without fairness"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
+    fairness.preflight(release.schema)
+    fseed = secrets.randbits(127) if seed is None else seed
+    start = time.perf_counter()
+    output = apply_fairness(fairness, release.data, release.schema, np.random.default_rng(fseed))
+    seconds = time.perf_counter() - start
+    run = RunInfo(
+        run_id=uuid.uuid4().hex,
+        synthesizer=release.run.synthesizer,
+        synthesizer_params=release.run.synthesizer_params,
+        fairness=_component_name(fairness),
+        fairness_params=fairness.params(),
+        seeded=release.run.seeded,
+        binning=release.run.binning,
+        made_from={"run_id": release.run.run_id, "fairness": release.run.fairness},
+    )
+    return Release(
+        data=output.data,
+        weights=output.weights,
+        privacy=release.privacy,
+        schema=release.schema,
+        run=run,
+        seeds={"fairness": fseed},
+        versions=versions(),
+        timings={"fairness": seconds},
+    )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .release import Release
+
 
 class SafesError(Exception):
     """Root of every error raised on purpose by safes-framework and its built-in plugins."""
@@ -70,3 +75,29 @@ class InfeasibleError(SafesError):
 
 class SolverError(SafesError):
     """A numerical solver failed (as opposed to proving infeasibility)."""
+
+
+class ReleaseKeptError(SafesError):
+    """A stage after synthesis failed; the release that was paid for is not lost.
+
+    Attributes:
+        release: the release as far as it got (see the subclasses); save it.
+    """
+
+    def __init__(self, message: str, *, release: Release) -> None:
+        super().__init__(message)
+        self.release = release
+
+
+class FairnessStageError(ReleaseKeptError):
+    """The fairness stage failed after synthesis; the DP synthetic data is not lost.
+
+    `release` is the release without fairness (the DP synthetic table, `run.fairness` None,
+    `run.fairness_failure` saying what failed). Save it and apply fairness to it again
+    (`fair_release`, `safes fair`): post-processing, no further privacy cost.
+    """
+
+
+class MetricsStageError(ReleaseKeptError):
+    """A metric failed after the release was made; `release` is complete (with the metrics
+    that succeeded). Metrics are an evaluation, not part of the release."""

@@ -244,6 +244,73 @@ class PrivateTable:
         scale = float(np.nextafter(2.0 * SCORE_UNITS / float(epsilon), np.inf))
         return checked[self._noise.noisy_max(scores, scale)]
 
+    # -- quantiles -----------------------------------------------------------------------------
+
+    def quantiles(
+        self,
+        column: str,
+        quantiles: Sequence[Fraction | float],
+        *,
+        epsilon: float,
+        label: str = "quantiles",
+    ) -> list[int]:
+        """For each quantile q, a boundary b in 1..size-1 of `column`'s codes, by the
+        exponential mechanism: about a share q of the records has a code below b.
+
+        Candidate b splits the codes into those below b and the rest; with c(b) the exact
+        number of records below b, n the number of records and q = a/m in lowest terms, its
+        integer score is -|m c(b) - a n|. Adding or removing one record moves c(b) - q n by
+        1 - q or q, so the score moves by at most Delta = max(a, m - a). The choice is the
+        argmax of the scores plus Gumbel noise of scale 2 Delta / epsilon (rounded up), drawn
+        by the run's noise source: exactly the exponential mechanism with `epsilon`, charged as
+        one `ExponentialMechanism(epsilon)` per quantile before anything is read. A float
+        quantile is taken as the nearest fraction with a denominator of at most 2**20.
+
+        Args:
+            column: the column (its codes must be ordered: a binned or integer column).
+            quantiles: the target shares, each strictly between 0 and 1.
+            epsilon: each selection's epsilon.
+            label: the ledger label.
+
+        Returns:
+            One boundary per quantile, in the order given (not necessarily increasing).
+        """
+        (col,) = self._check_clique((column,))
+        size = self._sizes[col]
+        if size < 2:
+            raise ConfigError(f"column {col!r} has a single code: it has no quantiles")
+        if isinstance(epsilon, bool) or not (
+            isinstance(epsilon, (int, float, np.floating)) and np.isfinite(epsilon) and epsilon > 0
+        ):
+            raise PrivacyError(f"quantile epsilon must be positive and finite, got {epsilon!r}")
+        targets = []
+        for q in quantiles:
+            f = Fraction(q).limit_denominator(2**20) if not isinstance(q, Fraction) else q
+            if not 0 < f < 1:
+                raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {q!r}")
+            targets.append(f)
+        if not targets:
+            return []
+        self.accountant.compose(
+            ExponentialMechanism(epsilon=float(epsilon)),
+            count=len(targets),
+            stage=self._stage,
+            label=label,
+        )
+        counts = np.asarray(self._source.marginal((col,)), dtype=np.int64)
+        n = int(counts.sum())
+        below = np.cumsum(counts)[:-1]  # records with a code below b, for b = 1..size-1
+        out = []
+        for f in targets:
+            a, m = f.numerator, f.denominator
+            if m * max(n, 1) > INT_LIMIT:
+                raise PrivacyError("the table is too large to score this quantile exactly")
+            scores = -np.abs(m * below - a * n)
+            delta = max(a, m - a)
+            scale = float(np.nextafter(2.0 * delta / float(epsilon), np.inf))
+            out.append(1 + self._noise.noisy_max(scores.tolist(), scale))
+        return out
+
     # -- raw rows (mechanisms that must touch records, e.g. DP-SGD) ----------------------------
 
     def rows(self, events: Sequence[tuple[DpEvent, int]], *, label: str = "rows") -> np.ndarray:

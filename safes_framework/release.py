@@ -18,7 +18,7 @@ import pandas as pd
 
 from .base import MetricResult
 from .errors import ConfigError
-from .schema import Schema
+from .schema import Continuous, Schema
 
 _VERSIONED = (
     "safes-framework",
@@ -69,6 +69,11 @@ class RunInfo:
         metrics: names of the metrics (an evaluation: not written into the release).
         seeded: whether the DP noise comes from a caller's seed (an experiment) rather than
             from fresh OS entropy (a release).
+        binning: the budget split of DP bin edges (`BinPlan.to_dict`), when the schema has any.
+        fairness_failure: when the fairness stage failed after synthesis: the transformer's
+            name and parameters and the error (the release then has no fairness).
+        made_from: for a release made from another by `fair_release` (`safes fair`): the
+            source release's run id and fairness.
     """
 
     run_id: str
@@ -78,9 +83,12 @@ class RunInfo:
     fairness_params: Mapping[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
     seeded: bool = False
+    binning: Mapping[str, Any] | None = None
+    fairness_failure: Mapping[str, Any] | None = None
+    made_from: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "run_id": self.run_id,
             "synthesizer": {"name": self.synthesizer, "params": _jsonable(self.synthesizer_params)},
             "fairness": None
@@ -88,6 +96,26 @@ class RunInfo:
             else {"name": self.fairness, "params": _jsonable(self.fairness_params)},
             "seeded": self.seeded,
         }
+        for key in ("binning", "fairness_failure", "made_from"):
+            if getattr(self, key) is not None:
+                out[key] = _jsonable(getattr(self, key))
+        return out
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> RunInfo:
+        """The run of a saved `run.json` (the inverse of `to_dict`)."""
+        fairness = record.get("fairness")
+        return cls(
+            run_id=record["run_id"],
+            synthesizer=record["synthesizer"]["name"],
+            synthesizer_params=record["synthesizer"]["params"],
+            fairness=None if fairness is None else fairness["name"],
+            fairness_params={} if fairness is None else fairness["params"],
+            seeded=bool(record.get("seeded", False)),
+            binning=record.get("binning"),
+            fairness_failure=record.get("fairness_failure"),
+            made_from=record.get("made_from"),
+        )
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,20 @@ class PrivacyReport:
             "assumptions": list(self.assumptions),
             "ledger": [_jsonable(e) for e in self.ledger],
         }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> PrivacyReport:
+        """The report of a saved `privacy.json` (the inverse of `to_dict`)."""
+        return cls(
+            epsilon=float(record["epsilon"]),
+            delta=float(record["delta"]),
+            budget=(float(record["budget"]["epsilon"]), float(record["budget"]["delta"])),
+            ledger=tuple(record["ledger"]),
+            neighbouring=record["neighbouring"],
+            noise=record["noise"],
+            release_size=record["release_size"],
+            assumptions=tuple(record["assumptions"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +221,61 @@ class Release:
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
         }
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Release:
+        """A saved release: `release.csv`, `privacy.json` and `run.json` of `directory`.
+
+        The table is read in the dtypes the schema declares (see `Schema.decode`) and checked
+        against it; a `weight` column becomes `weights`. Nothing else is read: no original
+        data, no evaluation. Metrics and timings are empty.
+
+        Raises:
+            ConfigError: `directory` is not a release directory, or a file is unreadable.
+            DataError: the table does not fit the release's schema.
+        """
+        from .io import read_table
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ConfigError(f"release directory {str(directory)!r} does not exist")
+        missing = [f for f in RELEASE_FILES if not (directory / f).is_file()]
+        if missing:
+            raise ConfigError(
+                f"{str(directory)!r} is not a release directory: {missing[0]} is missing "
+                f"(a release holds {', '.join(RELEASE_FILES)})"
+            )
+        try:
+            run = json.loads((directory / "run.json").read_text())
+            privacy = PrivacyReport.from_dict(
+                json.loads((directory / "privacy.json").read_text())
+            )
+            info = RunInfo.from_dict(run)
+            schema = Schema.from_dict(run["schema"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"release {str(directory)!r}: cannot read run.json / privacy.json: {exc!r}"
+            ) from None
+        data = read_table(directory / "release.csv", schema=schema)
+        weights = None
+        if run.get("weights"):
+            if "weight" not in data.columns:
+                raise ConfigError(f"release {str(directory)!r}: release.csv has no weight column")
+            weights = data.pop("weight").to_numpy(dtype=np.float64)
+        data = data.loc[:, [c for c in schema.names if c in data.columns]]
+        schema.validate(data)
+        for col in schema.columns:
+            if isinstance(col, Continuous) and not col.integer:
+                data[col.name] = data[col.name].astype(np.float64)
+        return cls(
+            data=data,
+            weights=weights,
+            privacy=privacy,
+            schema=schema,
+            run=info,
+            seeds=run.get("seeds", {}),
+            versions=run.get("versions", {}),
+        )
 
     def save(
         self,

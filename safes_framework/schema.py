@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,15 +47,24 @@ class Categorical:
     Args:
         name: column name.
         categories: the allowed values, in code order. Strings, integers, floats or booleans.
+        ordered: whether the order of `categories` is meaningful (education levels, say);
+            distortions that count steps (TOT's generic default) then count them along it.
     """
 
     name: str
     categories: tuple[Scalar, ...]
+    ordered: bool = False
     kind: ClassVar[str] = "categorical"
 
     def __post_init__(self) -> None:
+        if isinstance(self.categories, (str, bytes)) or not isinstance(self.categories, Iterable):
+            raise SchemaError(
+                f"column {self.name!r}: categories must be a list, got {self.categories!r}"
+            )
         cats = tuple(_py(c) for c in self.categories)
         object.__setattr__(self, "categories", cats)
+        if not isinstance(self.ordered, bool):
+            raise SchemaError(f"column {self.name!r}: ordered must be true or false")
         if not cats:
             raise SchemaError(f"column {self.name!r}: a categorical column needs >= 1 category")
         if len(set(cats)) != len(cats):
@@ -98,7 +108,12 @@ class Categorical:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "categories": list(self.categories)}
+        out: dict[str, Any] = {
+            "name": self.name, "kind": self.kind, "categories": list(self.categories)
+        }
+        if self.ordered:
+            out["ordered"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -154,20 +169,38 @@ class Integer:
         return {"name": self.name, "kind": self.kind, "low": self.low, "high": self.high}
 
 
+DRAWS = ("uniform", "midpoint")
+
+
 @dataclass(frozen=True)
 class Continuous:
-    """A real-valued column cut into bins by public edges.
+    """A real-valued (or integer-valued) column cut into bins by public edges.
 
-    Bin i is [edges[i], edges[i+1]); the last bin also holds its upper edge. Decoding gives the
-    bin midpoint, or a uniform draw inside the bin when a generator is passed.
+    Bin i is [edges[i], edges[i+1]); the last bin also holds its upper edge. Decoding a code
+    gives a value inside its bin: a uniform draw (`draw="uniform"`, the default) when a
+    generator is passed, otherwise, and with `draw="midpoint"`, the bin's midpoint.
+
+    Args:
+        name: column name.
+        edges: the public bin edges, finite and increasing.
+        integer: the values are integers (ages, counts): encoding refuses fractions,
+            decoding draws an integer of the bin (every bin must contain one) and returns int64.
+        draw: "uniform" or "midpoint" (see above).
     """
 
     name: str
     edges: tuple[float, ...]
+    integer: bool = False
+    draw: str = "uniform"
     kind: ClassVar[str] = "continuous"
 
     def __post_init__(self) -> None:
-        edges = tuple(float(e) for e in self.edges)
+        try:
+            edges = tuple(float(e) for e in self.edges)
+        except (TypeError, ValueError):
+            raise SchemaError(
+                f"column {self.name!r}: bin edges must be a list of numbers, got {self.edges!r}"
+            ) from None
         object.__setattr__(self, "edges", edges)
         if len(edges) < 2:
             raise SchemaError(f"column {self.name!r}: needs at least two bin edges")
@@ -175,10 +208,39 @@ class Continuous:
             b <= a for a, b in zip(edges, edges[1:], strict=False)
         ):
             raise SchemaError(f"column {self.name!r}: bin edges must be finite and increasing")
+        _check_draw(self.name, self.integer, self.draw)
+        if self.integer:
+            lo, hi = self._integer_range()
+            empty = np.flatnonzero(hi < lo)
+            if empty.size:
+                i = int(empty[0])
+                raise SchemaError(
+                    f"column {self.name!r}: bin [{edges[i]:g}, {edges[i + 1]:g}"
+                    f"{']' if i == len(edges) - 2 else ')'} holds no integer; an integer-valued "
+                    "column needs an integer in every bin"
+                )
+
+    @classmethod
+    def equal_width(
+        cls, name: str, low: float, high: float, bins: int, *, integer: bool = False,
+        draw: str = "uniform",
+    ) -> Continuous:
+        """`bins` bins of equal width between the public bounds `low` and `high`."""
+        _check_bins(name, bins)
+        low, high = _bounds(name, low, high, integer)
+        return cls(name, tuple(np.linspace(low, high, bins + 1)), integer=integer, draw=draw)
 
     @property
     def size(self) -> int:
         return len(self.edges) - 1
+
+    def _integer_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest and largest integer of every bin (the last bin holds its upper edge)."""
+        e = np.asarray(self.edges)
+        lo = np.ceil(e[:-1])
+        hi = np.ceil(e[1:]) - 1
+        hi[-1] = np.floor(e[-1])
+        return lo.astype(np.int64), hi.astype(np.int64)
 
     def encode(self, values: pd.Series) -> np.ndarray:
         arr = _numeric(self.name, values).astype(np.float64)
@@ -188,26 +250,192 @@ class Continuous:
             value = _first_bad(values, bad)
             raise DomainError(
                 f"column {self.name!r}: value {value!r} is outside the declared bin range "
-                f"[{edges[0]}, {edges[-1]}]",
+                f"[{edges[0]:g}, {edges[-1]:g}]",
                 column=self.name,
                 value=value,
             )
+        if self.integer:
+            nonint = arr != np.round(arr)
+            if nonint.any():
+                value = _first_bad(values, nonint)
+                raise DtypeError(
+                    f"column {self.name!r}: value {value!r} is not an integer (the column is "
+                    "declared integer-valued)",
+                    column=self.name,
+                    value=value,
+                )
         codes = np.searchsorted(edges, arr, side="right") - 1
         return np.minimum(codes, self.size - 1).astype(np.int64)
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        codes = np.asarray(codes, dtype=np.int64)
+        uniform = rng is not None and self.draw == "uniform"
+        if self.integer:
+            lo, hi = self._integer_range()
+            a, b = lo[codes], hi[codes]
+            if uniform:
+                assert rng is not None
+                return rng.integers(a, b + 1).astype(np.int64)
+            return (a + (b - a) // 2).astype(np.int64)
         edges = np.asarray(self.edges)
-        lo, hi = edges[codes], edges[np.asarray(codes) + 1]
-        if rng is None:
+        lo, hi = edges[codes], edges[codes + 1]
+        if not uniform:
             return (lo + hi) / 2.0
-        return lo + (hi - lo) * rng.random(len(lo))
+        assert rng is not None
+        out = lo + (hi - lo) * rng.random(len(lo))
+        # Rounding must not push a draw onto the upper edge of a bin that excludes it.
+        inner = codes < self.size - 1
+        out[inner] = np.minimum(out[inner], np.nextafter(hi[inner], -np.inf))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "edges": list(self.edges)}
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "edges": list(self.edges)}
+        if self.integer:
+            out["integer"] = True
+        if self.draw != "uniform":
+            out["draw"] = self.draw
+        return out
 
 
-Column = Categorical | Integer | Continuous
-_KINDS: dict[str, type] = {"categorical": Categorical, "integer": Integer, "continuous": Continuous}
+#: Default number of cells of the public grid on which DP bin edges are chosen.
+DEFAULT_GRID = 1000
+
+
+@dataclass(frozen=True)
+class QuantileBinned:
+    """A continuous column with public bounds whose bin edges are DP quantiles.
+
+    The domain is public: the bounds and the number of bins. The edges inside the bounds are
+    chosen when a chain runs, before synthesis, by the exponential mechanism on a public grid
+    of `grid` cells between the bounds (one selection per edge, aiming at equal-frequency bins;
+    see docs/privacy.md, "DP bin edges"), charged to the run's ledger. After that the column
+    is an ordinary `Continuous` column with those edges (`resolve`), which the release's schema
+    records.
+
+    Args:
+        name: column name.
+        low, high: public bounds (inclusive) of the values.
+        bins: number of bins (the column's domain size).
+        grid: cells of the public grid of candidate edges (integer columns: at most one cell
+            per integer step).
+        integer: the values are integers (see `Continuous`).
+        draw: "uniform" or "midpoint" (see `Continuous`).
+    """
+
+    name: str
+    low: float
+    high: float
+    bins: int
+    grid: int = DEFAULT_GRID
+    integer: bool = False
+    draw: str = "uniform"
+    kind: ClassVar[str] = "continuous"
+
+    def __post_init__(self) -> None:
+        _check_bins(self.name, self.bins)
+        low, high = _bounds(self.name, self.low, self.high, self.integer)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 1:
+            raise SchemaError(f"column {self.name!r}: grid must be a positive integer")
+        _check_draw(self.name, self.integer, self.draw)
+        cells = len(self.grid_edges()) - 1
+        if cells < self.bins:
+            raise SchemaError(
+                f"column {self.name!r}: {self.bins} bins need at least {self.bins} grid cells "
+                f"between {low:g} and {high:g}, there are {cells}; lower bins or raise grid"
+            )
+
+    @property
+    def size(self) -> int:
+        return self.bins
+
+    def grid_edges(self) -> tuple[float, ...]:
+        """The public grid: `low`, the candidate edges, `high` (integer steps if `integer`)."""
+        if self.integer:
+            span = int(self.high - self.low)
+            step = max(1, -(-span // self.grid))
+            inner = np.arange(self.low + step, self.high, step)
+            return (self.low, *map(float, inner), self.high)
+        return tuple(map(float, np.linspace(self.low, self.high, self.grid + 1)))
+
+    def fine(self) -> Continuous:
+        """The column on the public grid (what the DP quantiles are computed on)."""
+        return Continuous(self.name, self.grid_edges(), integer=self.integer, draw=self.draw)
+
+    def provisional(self) -> Continuous:
+        """Equal-width bins of the same count: the domain's shape for checks before a run."""
+        return Continuous.equal_width(
+            self.name, self.low, self.high, self.bins, integer=False, draw=self.draw
+        )
+
+    def resolve(self, edges: Sequence[float]) -> Continuous:
+        """The column with DP-chosen `edges` (from `low` to `high`, `bins` + 1 of them)."""
+        edges = tuple(float(e) for e in edges)
+        if len(edges) != self.bins + 1 or edges[0] != self.low or edges[-1] != self.high:
+            raise SchemaError(
+                f"column {self.name!r}: expected {self.bins + 1} edges from {self.low:g} to "
+                f"{self.high:g}, got {list(edges)}"
+            )
+        return Continuous(self.name, edges, integer=self.integer, draw=self.draw)
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        raise SchemaError(
+            f"column {self.name!r}: its bin edges are DP quantiles chosen when a chain runs "
+            '(edges = "dp"); run it through SafesChain, or encode with Schema.grid()'
+        )
+
+    def decode(self, codes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        raise SchemaError(
+            f"column {self.name!r}: its bin edges are DP quantiles not chosen yet (edges = "
+            '"dp"); decode with the release\'s schema'
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "kind": self.kind, "edges": "dp", "low": _num_out(self.low),
+            "high": _num_out(self.high), "bins": self.bins,
+        }
+        if self.grid != DEFAULT_GRID:
+            out["grid"] = self.grid
+        if self.integer:
+            out["integer"] = True
+        if self.draw != "uniform":
+            out["draw"] = self.draw
+        return out
+
+
+def _num_out(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def _check_bins(name: str, bins: object) -> None:
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise SchemaError(f"column {name!r}: bins must be a positive integer, got {bins!r}")
+
+
+def _check_draw(name: str, integer: object, draw: object) -> None:
+    if not isinstance(integer, bool):
+        raise SchemaError(f"column {name!r}: integer must be true or false, got {integer!r}")
+    if draw not in DRAWS:
+        raise SchemaError(f"column {name!r}: draw must be one of {list(DRAWS)}, got {draw!r}")
+
+
+def _bounds(name: str, low: object, high: object, integer: bool) -> tuple[float, float]:
+    for what, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(
+            float(v)  # type: ignore[arg-type]
+        ):
+            raise SchemaError(f"column {name!r}: {what}={v!r} is not a finite number")
+        if integer and not float(v).is_integer():  # type: ignore[arg-type]
+            raise SchemaError(f"column {name!r}: {what}={v!r} of an integer column is not whole")
+    lo, hi = float(low), float(high)  # type: ignore[arg-type]
+    if hi <= lo:
+        raise SchemaError(f"column {name!r}: high={hi:g} must exceed low={lo:g}")
+    return lo, hi
+
+
+Column = Categorical | Integer | Continuous | QuantileBinned
 
 
 def _numeric(name: str, values: pd.Series) -> np.ndarray:
@@ -227,6 +455,75 @@ def _numeric(name: str, values: pd.Series) -> np.ndarray:
         raise DtypeError(
             f"column {name!r}: value {value!r} is not a number", column=name, value=value
         ) from None
+
+
+_TOP_KEYS = ("columns", "protected", "label", "favorable", "privileged", "description", "draft")
+_COLUMN_KEYS = {
+    "categorical": ("name", "kind", "categories", "ordered"),
+    "integer": ("name", "kind", "low", "high"),
+    "continuous": ("name", "kind", "edges", "low", "high", "bins", "grid", "integer", "draw"),
+}
+
+
+def column_from_dict(spec: Mapping[str, Any]) -> Column:
+    """One column from its document form (a `[[columns]]` table of a schema file).
+
+    `kind = "continuous"` takes public `edges`; or `low`, `high` and `bins` for equal-width
+    bins; or `edges = "dp"` with `low`, `high` and `bins` for DP quantile edges.
+
+    Raises:
+        SchemaError: naming the column and the key that is missing, unknown or wrong.
+    """
+    if not isinstance(spec, Mapping):
+        raise SchemaError(f"a column must be a table of keys, got {spec!r}")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"a column has no name (a non-empty string): {dict(spec)!r}")
+    kind = spec.get("kind")
+    if kind not in _COLUMN_KEYS:
+        raise SchemaError(
+            f"column {name!r}: kind must be one of {', '.join(_COLUMN_KEYS)}, got {kind!r}"
+        )
+    allowed = _COLUMN_KEYS[kind]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise SchemaError(
+            f"column {name!r} ({kind}): unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}"
+        )
+
+    def need(*keys: str) -> None:
+        missing = [k for k in keys if k not in spec]
+        if missing:
+            raise SchemaError(f"column {name!r} ({kind}): missing key {missing[0]!r}")
+
+    if kind == "categorical":
+        need("categories")
+        return Categorical(name, spec["categories"], ordered=spec.get("ordered", False))
+    if kind == "integer":
+        need("low", "high")
+        return Integer(name, spec["low"], spec["high"])
+    extra = {k: spec[k] for k in ("integer", "draw") if k in spec}
+    edges = spec.get("edges")
+    if edges == "dp":
+        need("low", "high", "bins")
+        return QuantileBinned(
+            name, spec["low"], spec["high"], spec["bins"], spec.get("grid", DEFAULT_GRID), **extra
+        )
+    if "grid" in spec:
+        raise SchemaError(f'column {name!r}: grid goes with edges = "dp"')
+    if edges is None:
+        need("low", "high", "bins")
+        return Continuous.equal_width(name, spec["low"], spec["high"], spec["bins"], **extra)
+    if isinstance(edges, str):
+        raise SchemaError(
+            f'column {name!r}: edges must be a list of numbers or "dp", got {edges!r}'
+        )
+    clash = [k for k in ("low", "high", "bins") if k in spec]
+    if clash:
+        raise SchemaError(
+            f"column {name!r}: give edges, or low, high and bins, not both ({clash[0]!r})"
+        )
+    return Continuous(name, edges, **extra)
 
 
 @dataclass(frozen=True)
@@ -255,8 +552,10 @@ class Schema:
         if not cols:
             raise SchemaError("a schema needs at least one column")
         for c in cols:
-            if not isinstance(c, (Categorical, Integer, Continuous)):
-                raise SchemaError(f"{c!r} is not a Categorical, Integer or Continuous column")
+            if not isinstance(c, (Categorical, Integer, Continuous, QuantileBinned)):
+                raise SchemaError(
+                    f"{c!r} is not a Categorical, Integer, Continuous or QuantileBinned column"
+                )
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise SchemaError(f"column {sorted(dup)[0]!r} is declared twice")
@@ -270,8 +569,14 @@ class Schema:
         if self.label in protected:
             raise SchemaError(f"column {self.label!r} cannot be both the label and protected")
         lab = self[self.label]
-        if isinstance(lab, Continuous):
+        if isinstance(lab, (Continuous, QuantileBinned)):
             raise SchemaError(f"label column {self.label!r} must be categorical or integer")
+        for p in protected:
+            if isinstance(self[p], QuantileBinned):
+                raise SchemaError(
+                    f"protected column {p!r} cannot have DP bin edges: its groups must be "
+                    "public; declare its categories or public edges"
+                )
         favorable = _py(self.favorable)
         object.__setattr__(self, "favorable", favorable)
         self._check_value(lab, favorable, "favorable label value")
@@ -327,11 +632,47 @@ class Schema:
     def __contains__(self, name: object) -> bool:
         return name in self.names
 
+    # -- columns with DP bin edges -------------------------------------------------------------
+
+    @property
+    def dp_binned(self) -> tuple[QuantileBinned, ...]:
+        """The columns whose bin edges are DP quantiles chosen when a chain runs."""
+        return tuple(c for c in self.columns if isinstance(c, QuantileBinned))
+
+    def replace_columns(self, columns: Mapping[str, Column]) -> Schema:
+        """A copy with the named columns replaced (same names, same order)."""
+        for name, col in columns.items():
+            self[name]  # raises for an unknown column
+            if col.name != name:
+                raise SchemaError(f"replacement for column {name!r} is named {col.name!r}")
+        return Schema(
+            columns=tuple(columns.get(c.name, c) for c in self.columns),
+            protected=self.protected,
+            label=self.label,
+            favorable=self.favorable,
+            privileged=self.privileged,
+        )
+
+    def grid(self) -> Schema:
+        """Columns with DP bin edges on their public grid (what the DP quantiles read)."""
+        return self.replace_columns({c.name: c.fine() for c in self.dp_binned})
+
+    def provisional(self) -> Schema:
+        """Columns with DP bin edges as equal-width bins of the same count.
+
+        The domain sizes are those of the release's schema, so checks that need only sizes
+        (model sizes, a fairness transformer's plan) can run before any edge is chosen.
+        """
+        return self.replace_columns({c.name: c.provisional() for c in self.dp_binned})
+
     # -- encoding ------------------------------------------------------------------------------
 
     def validate(self, df: pd.DataFrame) -> None:
-        """Raise a DataError if `df` does not fit the schema (same checks as `encode`)."""
-        self.encode(df)
+        """Raise a DataError if `df` does not fit the schema (same checks as `encode`).
+
+        Columns with DP bin edges are checked against their public bounds.
+        """
+        (self.grid() if self.dp_binned else self).encode(df)
 
     def encode(self, df: pd.DataFrame) -> pd.DataFrame:
         """Integer codes of every declared column, in schema order.
@@ -382,7 +723,13 @@ class Schema:
     def decode(
         self, codes: pd.DataFrame | np.ndarray, rng: np.random.Generator | None = None
     ) -> pd.DataFrame:
-        """Values (in the schema's labels) from an (n, d) array or frame of codes."""
+        """Values (in the schema's labels) from an (n, d) array or frame of codes.
+
+        Binned columns give a value inside each bin: a uniform draw from `rng`, or the
+        midpoint without one (see `Continuous`). Dtypes follow the declaration: int64 for
+        integer columns and integer-valued binned ones, float64 for binned ones, and the
+        categories' type (int64, float64, bool or object strings) for categorical ones.
+        """
         arr = self.check_codes(codes)
         return pd.DataFrame({c.name: c.decode(arr[:, j], rng) for j, c in enumerate(self.columns)})
 
@@ -399,27 +746,55 @@ class Schema:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Schema:
+        """A schema from its document form (`to_dict`; the JSON and TOML files, docs/data.md).
+
+        Raises:
+            SchemaError: naming the key, column or value that is wrong.
+        """
+        if not isinstance(spec, Mapping):
+            raise SchemaError(f"a schema specification must be a mapping, got {spec!r}")
+        unknown = sorted(set(spec) - set(_TOP_KEYS))
+        if unknown:
+            raise SchemaError(
+                f"unknown key {unknown[0]!r} in the schema; allowed: {', '.join(_TOP_KEYS)}"
+            )
+        for key in ("columns", "protected", "label", "favorable"):
+            if key not in spec:
+                raise SchemaError(f"the schema has no {key!r}")
+        columns = spec["columns"]
+        if isinstance(columns, (str, Mapping)) or not isinstance(columns, Sequence):
+            raise SchemaError("columns must be a list of column tables ([[columns]] in TOML)")
+        protected = spec["protected"]
+        protected = (protected,) if isinstance(protected, str) else protected
+        privileged = spec.get("privileged", {})
+        if not isinstance(privileged, Mapping):
+            raise SchemaError("privileged must map protected columns to lists of values")
         try:
-            cols = []
-            for c in spec["columns"]:
-                c = dict(c)
-                kind = c.pop("kind")
-                if kind not in _KINDS:
-                    raise SchemaError(f"column {c.get('name')!r}: unknown kind {kind!r}")
-                if kind == "categorical":
-                    c["categories"] = tuple(c["categories"])
-                if kind == "continuous":
-                    c["edges"] = tuple(c["edges"])
-                cols.append(_KINDS[kind](**c))
             return cls(
-                columns=tuple(cols),
-                protected=tuple(spec["protected"]),
+                columns=tuple(column_from_dict(c) for c in columns),
+                protected=tuple(protected),
                 label=spec["label"],
                 favorable=spec["favorable"],
-                privileged={k: tuple(v) for k, v in spec.get("privileged", {}).items()},
+                privileged={
+                    k: (v,) if isinstance(v, (str, int, float, bool)) else tuple(v)
+                    for k, v in privileged.items()
+                },
             )
-        except (KeyError, TypeError) as exc:
-            raise SchemaError(f"malformed schema specification: {exc!r}") from None
+        except TypeError as exc:
+            raise SchemaError(f"malformed schema specification: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Schema:
+        """Read a TOML (`.toml`) or JSON (`.json`) schema file (see docs/data.md)."""
+        from .schema_files import read_schema
+
+        return read_schema(path)
+
+    def to_toml(self) -> str:
+        """The schema as a TOML document (the format of docs/data.md)."""
+        from .schema_files import schema_to_toml
+
+        return schema_to_toml(self)
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)

@@ -242,6 +242,9 @@ class DownstreamModelMetric(Metric):
             "intersection": self.intersection,
         }
 
+    def reads(self) -> frozenset[str]:
+        return frozenset({"test"})
+
     @abstractmethod
     def _values(self, pred: Predictions, schema: Schema) -> tuple[dict[str, float], dict[str, Any]]:
         """The metric's values and the group sizes, from the test-set predictions."""

@@ -56,6 +56,9 @@ class MeanOutcomeDifference(Metric):
     def params(self) -> dict[str, Any]:
         return {"table": self.table, "weighted": self.weighted, "intersection": self.intersection}
 
+    def reads(self) -> frozenset[str]:
+        return frozenset() if self.table == "release" else frozenset({self.table})
+
     def compute(self, inputs: MetricInputs) -> MetricResult:
         schema = inputs.schema
         codes = encode_table(getattr(inputs, self.table), schema, self.table, self.name)

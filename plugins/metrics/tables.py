@@ -61,6 +61,15 @@ def release_weights(
     return w, "release weighted by its sample weights"
 
 
+class ReadsReference:
+    """Mixin of metrics that compare the release with the real table named by `reference`."""
+
+    reference: str
+
+    def reads(self) -> frozenset[str]:
+        return frozenset({self.reference})
+
+
 def check_reference(reference: str, metric: str) -> str:
     if reference not in ("train", "test"):
         raise ConfigError(

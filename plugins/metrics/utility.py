@@ -26,6 +26,7 @@ from .downstream import (
 )
 from .tables import (
     DENSE_CELLS,
+    ReadsReference,
     aggregate,
     check_bool,
     check_reference,
@@ -97,7 +98,7 @@ def weighted_ks(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) ->
     return float(np.max(np.abs(fx / fx[-1] - fy / fy[-1])))
 
 
-class PropensityKS(Metric):
+class PropensityKS(ReadsReference, Metric):
     """The SAFES paper's propensity-score KS: a logistic regression separates real rows from
     released rows; the KS distance between the two groups' scores (0 = indistinguishable).
 
@@ -224,7 +225,7 @@ def _check_orders(orders: Any, metric: str) -> tuple[int, ...]:
     return out
 
 
-class MarginalTVD(Metric):
+class MarginalTVD(ReadsReference, Metric):
     """Total-variation distance between the release and a real table, averaged over every
     1-, 2- and 3-way marginal (one value per order: `tvd_1way`, `tvd_2way`, `tvd_3way`).
 
@@ -297,7 +298,7 @@ class MarginalTVD(Metric):
         return MetricResult(self.name, values, words, {"per_marginal": per})
 
 
-class WorkloadError(Metric):
+class WorkloadError(ReadsReference, Metric):
     """Synthesizer accuracy: mean error over a workload of marginals between the release and a
     real table (McKenna et al.'s workload error), on the full declared domain.
 

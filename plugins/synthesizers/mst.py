@@ -59,6 +59,24 @@ class MST(Synthesizer):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "iters": self.iters, "compress": self.compress}
 
+    def preflight(self, data: PrivateTable) -> dict[str, Any]:
+        """The model's size from the public domain: d one-way and d - 1 two-way marginals.
+
+        Nothing to refuse (MST's model is a tree, linear in the two-way marginals' sizes); the
+        summary bounds the model by the d - 1 largest pairs.
+        """
+        columns = data.columns
+        pairs = sorted(
+            (data.domain_size(p) for p in itertools.combinations(columns, 2)), reverse=True
+        )
+        cells = sum(data.sizes.values()) + sum(pairs[: max(len(columns) - 1, 0)])
+        return {
+            "columns": len(columns),
+            "candidate_pairs": len(pairs),
+            "largest_pair_cells": pairs[0] if pairs else 0,
+            "model_mb_at_most": cells * 8 / 2**20,
+        }
+
     def fit(self, data: PrivateTable, ctx: StageContext) -> None:
         acc = data.accountant
         columns = data.columns

@@ -247,3 +247,179 @@ def test_mst_through_the_chain_is_budget_exact_and_seeded(
     labels = [e["label"] for e in a.privacy.ledger]
     assert labels[0] == "one-way marginals" and labels[-1] == "two-way marginals"
     assert labels.count("spanning-tree edge") == len(schema.names) - 1
+
+
+# -- checks before any budget is spent --------------------------------------------------------
+
+
+class Spent(IndependentMarginals):
+    """Records whether fit ran (budget would have been spent)."""
+
+    fitted = False
+
+    def fit(self, data: PrivateTable, ctx: StageContext) -> None:
+        type(self).fitted = True
+        super().fit(data, ctx)
+
+
+class Picky(Spy):
+    """A fairness transformer whose pre-flight refuses schemas without a column 'zip'."""
+
+    name = "picky"
+
+    def preflight(self, schema: Schema) -> dict[str, Any]:
+        if "zip" not in schema:
+            raise ConfigError("picky: distortion names column 'zip', which the schema lacks")
+        return {}
+
+
+def _spent_chain(**kwargs: Any) -> SafesChain:
+    Spent.fitted = False
+    return SafesChain(
+        Spent(epsilon=1.0, delta=1e-6), plugin_manager=PluginManager(load_entrypoints=False),
+        **kwargs,
+    )
+
+
+def test_checks_without_data_come_before_the_data_is_read(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    bad = table.assign(edu=99)  # would fail validation: the public checks must come first
+    with pytest.raises(ConfigError, match="reads the real test table"):
+        _spent_chain(metrics=["model_utility"]).run(bad, schema)
+    with pytest.raises(ConfigError, match="'zip'"):
+        _spent_chain(fairness=Picky()).run(bad, schema)
+    assert not Spent.fitted
+
+
+def test_tot_distortion_must_agree_with_the_schema_before_any_spend(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    from safes_plugins.fairness.tot import Distortion, Ordinal
+
+    wrong = Distortion(terms=(Ordinal("age", up=1),))
+    tot = safes_framework.fairness_transformer("tot", eta=0.1, distortion=wrong)
+    with pytest.raises(ConfigError, match="'age', which the schema does not declare"):
+        _spent_chain(fairness=tot).run(table, schema)
+    protected = Distortion(terms=(Ordinal("sex", up=1),))
+    tot = safes_framework.fairness_transformer("tot", eta=0.1, distortion=protected)
+    with pytest.raises(ConfigError, match="protected attribute"):
+        _spent_chain(fairness=tot).run(table, schema)
+    assert not Spent.fitted
+
+
+def test_model_size_pre_flight_fails_before_any_spend(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    aim = safes_framework.synthesizer("aim", epsilon=1.0, delta=1e-9, max_model_size=1e-6)
+    chain = SafesChain(aim, plugin_manager=PluginManager(load_entrypoints=False))
+    with pytest.raises(ConfigError, match="max_model_size"):
+        chain.plan(schema)
+    with pytest.raises(ConfigError, match="max_model_size"):
+        chain.run(table.assign(edu=99), schema)  # refused before the data is validated
+
+
+def test_plan_reports_the_budget_split_and_the_plugins_plans(schema: Schema) -> None:
+    tot = safes_framework.fairness_transformer("tot", eta=0.1, distortion="generic")
+    plan = _spent_chain(fairness=tot).plan(schema)
+    budget = plan["budget"]
+    assert budget["epsilon"] == 1.0 and budget["synthesizer_rho"] == pytest.approx(budget["rho"])
+    assert plan["binning"] is None
+    assert plan["fairness"]["distortion"] == "generic"
+    assert plan["fairness"]["groups"] == 4 and plan["fairness"]["cells"] == 10
+    json.dumps(plan)
+    mst = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-9)
+    summary = SafesChain(mst).plan(schema)["synthesizer"]
+    assert summary["name"] == "mst" and summary["model_mb_at_most"] > 0
+    assert not Spent.fitted
+
+
+# -- paid-for synthetic data is kept ----------------------------------------------------------
+
+
+class Infeasible(FairnessTransformer):
+    """Always infeasible after fitting (as TOT with too small an eta)."""
+
+    name = "infeasible"
+
+    def fit(self, data: pd.DataFrame, schema: Schema) -> Infeasible:
+        from safes_framework.errors import InfeasibleError
+
+        raise InfeasibleError("infeasible: the smallest feasible eta is 0.07")
+
+    def transform(self, data: pd.DataFrame, rng: np.random.Generator) -> FairnessOutput:
+        raise AssertionError("never reached")
+
+    def params(self) -> dict[str, Any]:
+        return {"eta": 0.01}
+
+
+def test_a_failed_fairness_stage_keeps_the_dp_release(
+    table: pd.DataFrame, schema: Schema, tmp_path: Path
+) -> None:
+    from safes_framework.errors import FairnessStageError, InfeasibleError
+
+    chain = _chain(fairness=Infeasible(), metrics=["mean_outcome_difference"])
+    with pytest.raises(FairnessStageError, match="failed after synthesis") as info:
+        chain.run(table, schema)
+    assert isinstance(info.value.__cause__, InfeasibleError)
+    release = info.value.release
+    assert release.run.fairness is None and release.weights is None
+    assert release.run.fairness_failure == {
+        "name": "infeasible", "params": {"eta": 0.01}, "error": "InfeasibleError",
+        "message": "infeasible: the smallest feasible eta is 0.07",
+    }
+    assert release.privacy.epsilon == pytest.approx(1.0, abs=1e-6)
+    assert set(release.seeds) == {"sample"} and not release.metrics
+    schema.validate(release.data)
+    out = release.save(tmp_path / "dp")
+    run = json.loads((out / "run.json").read_text())
+    assert run["fairness"] is None and run["fairness_failure"]["error"] == "InfeasibleError"
+
+
+def test_fair_release_is_post_processing_of_a_saved_release(
+    table: pd.DataFrame, schema: Schema, tmp_path: Path
+) -> None:
+    from safes_framework.chain import fair_release
+    from safes_framework.release import Release
+
+    first = _chain().run(table, schema)
+    saved = Release.load(first.save(tmp_path / "dp"))
+    tot = safes_framework.fairness_transformer("tot", eta=0.2, distortion="generic")
+    fair = fair_release(saved, tot, seed=3)
+    assert fair.privacy == first.privacy
+    assert fair.run.made_from == {"run_id": first.run.run_id, "fairness": None}
+    assert fair.run.run_id != first.run.run_id and fair.run.fairness == "tot"
+    assert fair.seeds == {"fairness": 3}
+    assert fair.run.fairness_params["distortion"]["name"] == "generic"
+    schema.validate(fair.data)
+    assert (fair.data["sex"] == saved.data["sex"]).all()  # protected attributes kept
+    again = fair_release(saved, tot, seed=3)
+    pd.testing.assert_frame_equal(fair.data, again.data)
+    assert fair_release(saved, tot).seeds["fairness"] != 3  # fresh by default
+    out = fair.save(tmp_path / "fair")
+    assert (out / "privacy.json").read_text() == (tmp_path / "dp" / "privacy.json").read_text()
+    weighted = _chain(fairness=Spy()).run(table, schema)
+    with pytest.raises(ConfigError, match="sample weights"):
+        fair_release(weighted, tot)
+
+
+class Broken(safes_framework.Metric):
+    """A metric that fails on every release."""
+
+    name = "broken"
+
+    def compute(self, inputs: safes_framework.MetricInputs) -> safes_framework.MetricResult:
+        raise ValueError("cannot fit a classifier on one class")
+
+
+def test_a_failed_metric_keeps_the_complete_release(table: pd.DataFrame, schema: Schema) -> None:
+    from safes_framework.errors import MetricsStageError
+
+    chain = _chain(fairness=Spy(), metrics=["mean_outcome_difference", Broken()])
+    with pytest.raises(MetricsStageError, match="metric 'broken' failed") as info:
+        chain.run(table, schema)
+    release = info.value.release
+    assert release.run.fairness == "spy" and release.weights is not None
+    assert set(release.metrics) == {"mean_outcome_difference"}
+    assert release.privacy.epsilon == pytest.approx(1.0, abs=1e-6)

@@ -103,7 +103,7 @@ def test_run_refuses_metrics_without_an_evaluation_file_outside_the_release(
                 "--schema",
                 "S",
             ],
-            "cannot read input",
+            "expected a .toml or .json file",
         ),
         (["run", "--epsilon", "abc", "--out", "x"], "invalid float value"),
         (["bogus"], "invalid choice"),
@@ -191,3 +191,144 @@ def test_console_script_is_installed() -> None:
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("safes ")
+
+
+# -- your own table: schema files, checks before any spend, paid-for data, safes fair ----------
+
+
+def _forbid_reading_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr("safes_framework.io.read_table", refuse)
+    monkeypatch.setattr(pd, "read_csv", refuse)
+
+
+def test_schema_draft_writes_a_marked_draft_and_says_it_is_not_private(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = inputs
+    out = tmp_path / "draft.toml"
+    argv = ["schema", "draft", str(data), "--protected", "sex,race", "--label", "income",
+            "--favorable", "1", "--privileged", "sex=1", "--privileged", "race=1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "read from the data and is NOT private" in captured.err
+    assert "public knowledge" in captured.err
+    text = out.read_text()
+    assert "draft = true" in text and text.startswith("# DRAFT")
+    with pytest.warns(UserWarning, match="is a draft"):
+        schema = Schema.from_file(out)
+    assert schema.protected == ("sex", "race") and schema.favorable == 1
+    assert schema.privileged == {"sex": (1,), "race": (1,)}
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err
+    # A draft is refused by `safes run` before anything else.
+    code = main(["run", "--data", str(data), "--schema", str(out), "--epsilon", "1",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "is a draft" in capsys.readouterr().err
+
+
+def test_schema_check_accepts_a_fitting_table_and_names_a_bad_value(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    toml = tmp_path / "schema.toml"
+    toml.write_text(Schema.from_file(spec).to_toml())
+    assert main(["schema", "check", str(data), str(toml)]) == 0
+    assert capsys.readouterr().out.startswith("ok: every row")
+    df = pd.read_csv(data)
+    df.loc[4, "edu"] = 12
+    df.to_csv(data, index=False)
+    assert main(["schema", "check", str(data), str(toml)]) == 2
+    err = capsys.readouterr().err
+    assert "'edu'" in err and "12" in err
+
+
+def test_run_reads_parquet_with_a_toml_schema(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    parquet, toml = tmp_path / "data.parquet", tmp_path / "schema.toml"
+    pd.read_csv(data).to_parquet(parquet)
+    toml.write_text(Schema.from_file(spec).to_toml())
+    out = tmp_path / "out"
+    code = main(["run", "--data", str(parquet), "--schema", str(toml), "--epsilon", "1",
+                 "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["input"]["data"] == str(parquet)
+
+
+def test_dry_run_prints_the_plan_and_reads_no_data(
+    inputs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data, spec = inputs
+    _forbid_reading_data(monkeypatch)
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--synthesizer", "aim", "--fairness", "tot", "--eta", "0.1",
+                 "--fairness-param", "distortion=generic", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "plan (no data read)" in out and "zCDP rho" in out
+    assert "workload_model_mb" in out  # AIM's model-size pre-flight
+    assert "moves:" in out and "groups: 4" in out  # TOT's LP size
+
+
+def test_an_unwritable_out_fails_before_any_data_is_read(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data, spec = inputs
+    _forbid_reading_data(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    base = ["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1"]
+    assert main([*base, "--out", str(tmp_path / "file")]) == 2
+    assert "exists as a file" in capsys.readouterr().err
+    monkeypatch.setattr("safes_framework.outputs.os.access", lambda p, mode: False)
+    assert main([*base, "--out", str(tmp_path / "new")]) == 2
+    assert "not writable (read-only)" in capsys.readouterr().err
+    monkeypatch.undo()
+    _forbid_reading_data(monkeypatch)
+    assert main([*base, "--metric", "model_utility", "--evaluation",
+                 str(tmp_path / "e.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "reads the real test table" in capsys.readouterr().err
+    assert main([*base, "--fairness", "tot", "--fairness-param", "distortion=nope.toml",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read distortion file 'nope.toml'" in capsys.readouterr().err
+
+
+def test_infeasible_fairness_keeps_the_dp_release_and_safes_fair_reapplies_it(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    out = tmp_path / "dp"
+    # dlist all 0 forbids every change: exact parity (eta 0) is then out of reach.
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--fairness", "tot", "--eta", "0", "--fairness-param", "distortion=generic",
+                 "--fairness-param", "dlist=[0.0, 0.0, 0.0]", "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err
+    assert "WITHOUT fairness" in captured.out
+    assert f"safes fair {out} --fairness tot --eta ETA" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["privacy.json", "release.csv", "run.json"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["fairness"] is None and run["fairness_failure"]["error"] == "InfeasibleError"
+
+    data.unlink()  # the original data is not needed any more: nothing reads it
+    fair = tmp_path / "fair"
+    with patch("safes_framework.chain.SafesChain.run", side_effect=AssertionError("ran")):
+        code = main(["fair", str(out), "--fairness", "tot", "--eta", "0.3",
+                     "--fairness-param", "distortion=generic", "--out", str(fair)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "no data read, no budget spent" in captured.out
+    assert (fair / "privacy.json").read_text() == (out / "privacy.json").read_text()
+    made = json.loads((fair / "run.json").read_text())
+    assert made["made_from"] == {"run_id": run["run_id"], "fairness": None}
+    assert made["fairness"]["params"]["eta"] == 0.3 and set(made["seeds"]) == {"fairness"}
+    assert made["input"] == {"release": str(out)}
+    assert main(["fair", str(out), "--fairness", "tot", "--out", str(out), "--overwrite"]) == 2
+    assert "must differ" in capsys.readouterr().err
+    assert main(["fair", str(tmp_path), "--fairness", "tot", "--out", str(tmp_path / "x")]) == 2
+    assert "not a release directory" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,3 +160,63 @@ def test_rows_are_released_only_after_declared_events_fit(
     rows = pt.rows([(Gaussian(noise_multiplier=20.0), 1)])
     assert rows.shape == (len(table), 4) and not rows.flags.writeable
     assert len(pt.accountant.entries) == 1
+
+
+# -- quantiles ----------------------------------------------------------------------------------
+
+
+class _Counting(InMemorySource):
+    """An in-memory source that records how often it is read."""
+
+    reads = 0
+
+    def marginal(self, clique: tuple[str, ...]) -> np.ndarray:
+        type(self).reads += 1
+        return super().marginal(clique)
+
+
+@pytest.mark.parametrize("noise", NOISE)
+def test_quantiles_with_a_large_epsilon_find_the_exact_boundaries(
+    noise: str, table: pd.DataFrame, schema: Schema
+) -> None:
+    pt = _table(table, schema, seed=None if noise == "secure" else 3)
+    got = pt.quantiles("edu", [Fraction(1, 2), 0.25], epsilon=1e4, label="q")
+    below = np.cumsum(np.bincount(table["edu"], minlength=5))[:-1]
+    n = len(table)
+    for b, q in zip(got, (0.5, 0.25), strict=True):
+        assert b == 1 + int(np.argmin(np.abs(below - q * n)))
+    entry = pt.accountant.entries[-1]
+    assert (entry.count, entry.label, dict(entry.event)) == (
+        2, "q", {"type": "ExponentialMechanism", "epsilon": 1e4}
+    )
+
+
+def test_quantiles_are_charged_before_anything_is_read(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    source = _Counting(schema.encode_array(table), schema.sizes)
+    pt = PrivateTable(
+        source, schema, RDPAccountant(budget=(0.5, 1e-9)), SeededNoise(np.random.SeedSequence(0))
+    )
+    _Counting.reads = 0
+    with pytest.raises(BudgetExceededError):
+        pt.quantiles("edu", [0.5] * 5, epsilon=1.0)
+    assert _Counting.reads == 0 and not pt.accountant.entries
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        pt.quantiles("edu", [1.0], epsilon=0.1)
+    with pytest.raises(PrivacyError, match="epsilon must be positive"):
+        pt.quantiles("edu", [0.5], epsilon=0.0)
+    assert _Counting.reads == 0
+
+
+def test_quantile_choices_follow_the_exponential_mechanism(schema: Schema) -> None:
+    # edu codes: 4 records at 0, 2 at 1, 4 at 2 (nothing above): n = 10, median q = 1/2.
+    # Scores -|2 c(b) - 10| for b = 1..4: c = 4, 6, 10, 10 -> -2, -2, -10, -10; Delta = 1.
+    rows = pd.DataFrame({"sex": 0, "race": 0, "edu": [0] * 4 + [1] * 2 + [2] * 4, "income": 0})
+    pt = _table(rows, schema, seed=11)
+    eps = 0.5
+    draws = np.array([pt.quantiles("edu", [0.5], epsilon=eps)[0] for _ in range(6000)])
+    weights = np.exp(eps * np.array([-2, -2, -10, -10]) / 2)
+    expected = weights / weights.sum()
+    observed = np.bincount(draws, minlength=5)[1:] / draws.size
+    assert np.allclose(observed, expected, atol=0.02)

@@ -76,6 +76,62 @@ def test_continuous_decode_with_rng_stays_inside_bin(schema: Schema) -> None:
     assert ((values >= edges[codes]) & (values < edges[codes + 1])).all()
 
 
+def test_integer_valued_bins_decode_to_integers_of_their_bin() -> None:
+    age = Continuous("age", (18, 25, 35, 45, 55, 65, 80), integer=True)
+    rng = np.random.default_rng(1)
+    codes = np.repeat(np.arange(6), 2000)
+    values = age.decode(codes, rng)
+    assert values.dtype == np.int64
+    assert (age.encode(pd.Series(values)) == codes).all()  # every draw lies in its own bin
+    assert len(np.unique(values)) == 80 - 18 + 1  # every age drawn, not 6 midpoints
+    assert values[codes == 5].max() == 80  # the last bin holds its upper edge
+    mids = age.decode(np.arange(6))
+    assert mids.dtype == np.int64 and (age.encode(pd.Series(mids)) == np.arange(6)).all()
+    with pytest.raises(DtypeError, match="'age'.*not an integer"):
+        age.encode(pd.Series([30.5]))
+
+
+def test_uniform_draws_never_land_on_an_excluded_upper_edge() -> None:
+    col = Continuous("x", (0.0, 1e-300, 1.0))
+    values = col.decode(np.zeros(10_000, dtype=np.int64), np.random.default_rng(2))
+    assert (values < 1e-300).all() and (col.encode(pd.Series(values)) == 0).all()
+
+
+def test_midpoint_draw_ignores_the_generator() -> None:
+    col = Continuous("x", (0.0, 2.0, 10.0), draw="midpoint")
+    rng = np.random.default_rng(0)
+    assert col.decode(np.array([0, 1]), rng).tolist() == [1.0, 6.0]
+    assert rng.random() == np.random.default_rng(0).random()  # nothing drawn
+
+
+def test_decode_gives_the_declared_dtypes() -> None:
+    schema = Schema(
+        (
+            Categorical("g", ("a", "b")),
+            Categorical("flag", (False, True)),
+            Categorical("y", (0, 1)),
+            Integer("n", 0, 3),
+            Continuous("age", (18, 40, 80), integer=True),
+            Continuous("income", (0.0, 1.0, 2.0)),
+        ),
+        protected=("g",), label="y", favorable=1,
+    )
+    out = schema.decode(np.array([[0, 1, 1, 2, 1, 0]] * 3), np.random.default_rng(0))
+    assert pd.api.types.is_string_dtype(out["g"]) and out["g"].tolist() == ["a"] * 3
+    assert out.drop(columns="g").dtypes.to_dict() == {
+        "flag": np.dtype(bool), "y": np.dtype(np.int64), "n": np.dtype(np.int64),
+        "age": np.dtype(np.int64), "income": np.dtype(np.float64),
+    }
+
+
+def test_ordered_categories_are_declared_and_recorded() -> None:
+    edu = Categorical("edu", ("none", "school", "college"), ordered=True)
+    assert edu.to_dict()["ordered"] is True
+    assert "ordered" not in Categorical("job", ("a", "b")).to_dict()
+    with pytest.raises(SchemaError, match="categories must be a list"):
+        Categorical("edu", "abc")
+
+
 @pytest.mark.parametrize(
     ("column", "values", "error", "named"),
     [

@@ -95,6 +95,37 @@ def test_select_audit_stays_below_its_claim_and_catches_a_false_one() -> None:
     assert _claimed(ExponentialMechanism(epsilon)) >= claim / 3
 
 
+def _quantile_audit(epsilon: float, runs: int) -> float:
+    # Codes 0..2 with counts (4, 2, 4): the median's scores -|2 c(b) - n| are (-2, -2) for
+    # b = 1, 2. One more record at code 0 makes them (-1, -3): the gap moves by 2 Delta
+    # (Delta = 1), the largest move one record can make, so P[b = 2] falls from 1/2 to
+    # 1 / (1 + e^epsilon): a ratio of (1 + e^epsilon) / 2 between neighbours.
+    schema = Schema(
+        (Categorical("x", (0, 1, 2)), Categorical("g", (0, 1))),
+        protected=("g",), label="x", favorable=1,
+    )
+    d = pd.DataFrame({"x": [0] * 4 + [1] * 2 + [2] * 4, "g": 0})
+    plus = pd.concat([d, pd.DataFrame({"x": [0], "g": [0]})], ignore_index=True)
+    chosen = []
+    for table in (d, plus):
+        pt = PrivateTable(
+            InMemorySource(schema.encode_array(table), schema.sizes), schema, RDPAccountant(),
+            SecureNoise(),
+        )
+        chosen.append(np.array(
+            [pt.quantiles("x", [0.5], epsilon=epsilon)[0] == 2 for _ in range(runs)]
+        ))
+    return epsilon_lower_bound(chosen[0], chosen[1], DELTA)
+
+
+@pytest.mark.slow
+def test_quantile_audit_stays_below_its_claim_and_catches_a_false_one() -> None:
+    epsilon = 1.0
+    found = _quantile_audit(epsilon, runs=4000)
+    assert found < epsilon  # the exponential mechanism is epsilon-DP
+    assert found > epsilon / 3  # a ledger charging a third of it would be caught
+
+
 def test_default_noise_leaves_no_lattice() -> None:
     d, plus = _neighbours()
     outputs = []

@@ -174,3 +174,23 @@ def test_safes_validate_rejects_bad_metric_params(
     path = _write(tmp_path, EXAMPLE.replace("paper_compatible = true", "paper_compatible = 3"))
     assert main(["validate", str(path)]) == 2
     assert "paper_compatible" in capsys.readouterr().err
+
+
+def test_a_distortion_file_in_the_fairness_table_reaches_tot(tmp_path: Path) -> None:
+    from safes_framework.evaluation import _make_fairness
+
+    dist = tmp_path / "compas-strict.toml"
+    dist.write_text(
+        'name = "compas-strict"\ncombine = "sum"\n'
+        '[[terms]]\nkind = "moves"\ncolumn = "two_year_recid"\nchange = 3\n'
+        '[[terms]]\nkind = "ordinal"\ncolumn = "priors_count"\nup = 1\n'
+    )
+    text = EXAMPLE.replace('eta_param = "eta"', f'eta_param = "eta"\ndistortion = "{dist}"')
+    config = SweepConfig.from_toml(_write(tmp_path, text))
+    config.validate()  # builds TOT with the file, for every eta
+    tot = _make_fairness(config.protocol, 0.08)
+    assert tot.params()["distortion"]["name"] == "compas-strict"
+    assert tot.params()["distortion_file"] == str(dist)
+    broken = text.replace(str(dist), str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="cannot read distortion file"):
+        SweepConfig.from_toml(_write(tmp_path, broken)).validate()

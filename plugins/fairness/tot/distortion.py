@@ -1,17 +1,23 @@
-"""Distortion metrics for TOT as data: per-column move costs, built-in specs, sparse targets."""
+"""Distortion metrics for TOT as data: per-column move costs, built-in specs, the generic
+default, distortion files (TOML/JSON), sparse targets."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tomllib
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import pandas as pd
 
 from safes_framework.errors import ConfigError
-from safes_framework.schema import Column, Schema
+from safes_framework.schema import Categorical, Column, Schema
 
 #: A cost that no bound allows: such a move never gets a variable in the LP.
 FORBIDDEN = math.inf
@@ -421,32 +427,194 @@ COMPAS = Distortion(
 BUILTIN: dict[str, Distortion] = {"adult": ADULT, "compas": COMPAS}
 
 
+class GenericDistortionWarning(UserWarning):
+    """TOT fell back to the generic default distortion: one written for the domain is better."""
+
+
+def generic(schema: Schema, columns: Sequence[str]) -> Distortion:
+    """The generic default distortion for any schema (costs add up, `combine="sum"`).
+
+    Each non-protected attribute costs 1 per step along its order when it has one (integer
+    columns, binned columns, categorical columns declared `ordered`) and 1 for any change
+    otherwise; the label costs 1 when it flips. Under TOT's default thresholds (0.99, 1.99,
+    2.99) with bounds (0.1, 0.05, 0), a record may then change in one step with probability at
+    most 0.1, in two with at most 0.05, and never in three or more.
+
+    Args:
+        schema: the public schema.
+        columns: the columns TOT may change (the non-protected ones, label last).
+    """
+    terms: list[Term] = []
+    for name in columns:
+        col = schema[name]
+        unordered = isinstance(col, Categorical) and not col.ordered
+        if name == schema.label or unordered:
+            terms.append(Moves(name, change=1.0))
+        else:
+            terms.append(Ordinal(name, up=1.0))
+    return Distortion(terms=tuple(terms), combine="sum", name="generic")
+
+
+# -- distortion files ---------------------------------------------------------------------------
+
+_FILE_SUFFIXES = (".toml", ".json")
+
+
+def is_file(spec: object) -> bool:
+    """Whether a `distortion=` value names a distortion file (a path ending .toml or .json)."""
+    return isinstance(spec, os.PathLike) or (
+        isinstance(spec, str) and spec.lower().endswith(_FILE_SUFFIXES)
+    )
+
+
+def _file_cost(where: str, value: Any) -> float:
+    if isinstance(value, str) and value.lower() == "forbidden":
+        return FORBIDDEN
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: a cost must be a number or \"forbidden\", got {value!r}")
+    return float(value)
+
+
+def _file_steps(where: str, value: Any) -> CostSteps:
+    if isinstance(value, list):
+        return [_file_cost(where, v) for v in value]
+    return _file_cost(where, value)
+
+
+def _only(where: str, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def distortion_from_dict(doc: Mapping[str, Any], *, source: str = "distortion") -> Distortion:
+    """A `Distortion` from its document form (a distortion file, or `Distortion.describe()`).
+
+    Top level: `name`, `combine` ("max" or "sum") and `terms`, a list of tables with `kind`
+    "ordinal" (`column`, `up`, optional `down`) or "moves" (`column`, optional `change`, and
+    `costs`: a list of `{from, to, cost}` tables or `[from, to, cost]` lists, in the schema's
+    labels). A cost is a number, or `"forbidden"` (or `inf` in TOML) for FORBIDDEN; `up` and
+    `down` are a cost per step or a list of costs of 1, 2, ... steps.
+
+    Raises:
+        ConfigError: naming the source, the term and the key that is wrong.
+    """
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{source}: a distortion must be a table of keys")
+    _only(source, doc, ("name", "combine", "terms"))
+    terms_doc = doc.get("terms", [])
+    if not isinstance(terms_doc, list):
+        raise ConfigError(f"{source}: terms must be a list of tables ([[terms]] in TOML)")
+    terms: list[Term] = []
+    for i, t in enumerate(terms_doc, 1):
+        where = f"{source}, term {i}"
+        if not isinstance(t, Mapping) or not isinstance(t.get("column"), str):
+            raise ConfigError(f"{where}: a term is a table with a column name")
+        where = f"{source}, term {i} (column {t['column']!r})"
+        try:
+            terms.append(_term_from_dict(t, where))
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if source in str(exc) else f"{where}: {exc}") from None
+    name = doc.get("name", "custom")
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: name must be a string")
+    try:
+        return Distortion(terms=tuple(terms), combine=doc.get("combine", "max"), name=name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _term_from_dict(t: Mapping[str, Any], where: str) -> Term:
+    kind = t.get("kind")
+    if kind == "ordinal":
+        _only(where, t, ("kind", "column", "up", "down"))
+        if "up" not in t:
+            raise ConfigError(f"{where}: an ordinal term needs up")
+        down = t.get("down")
+        return Ordinal(
+            t["column"],
+            up=_file_steps(where, t["up"]),
+            down=None if down is None else _file_steps(where, down),
+        )
+    if kind == "moves":
+        _only(where, t, ("kind", "column", "costs", "change"))
+        costs: list[tuple[Scalar, Scalar, float]] = []
+        for c in t.get("costs", []):
+            if isinstance(c, Mapping):
+                _only(where + ", costs", c, ("from", "to", "cost"))
+                if not {"from", "to", "cost"} <= set(c):
+                    raise ConfigError(f"{where}: each cost needs from, to and cost")
+                costs.append((c["from"], c["to"], _file_cost(where, c["cost"])))
+            elif isinstance(c, list) and len(c) == 3:
+                costs.append((c[0], c[1], _file_cost(where, c[2])))
+            else:
+                raise ConfigError(
+                    f"{where}: a cost is {{from, to, cost}} or [from, to, cost], got {c!r}"
+                )
+        return Moves(t["column"], tuple(costs), change=_file_cost(where, t.get("change", 0.0)))
+    raise ConfigError(f"{where}: kind must be \"ordinal\" or \"moves\", got {kind!r}")
+
+
+def load_distortion(path: str | os.PathLike[str]) -> Distortion:
+    """A `Distortion` from a TOML (`.toml`) or JSON (`.json`) file (docs/fairness.md).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or a declaration is wrong.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _FILE_SUFFIXES:
+        raise ConfigError(f"distortion file {str(path)!r}: expected a .toml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read distortion file {str(path)!r}: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"distortion file {str(path)!r} does not parse: {exc}") from None
+    return distortion_from_dict(doc, source=f"distortion file {str(path)!r}")
+
+
+# -- resolution and size ------------------------------------------------------------------------
+
+
 def resolve(
-    spec: str | Distortion | FunctionDistortion | Callable[..., Any] | None,
+    spec: str | os.PathLike[str] | Distortion | FunctionDistortion | Callable[..., Any] | None,
     schema: Schema,
     columns: Iterable[str],
 ) -> Distortion | FunctionDistortion:
     """The distortion to use for `schema`.
 
     `None` or "auto" picks the built-in whose columns are exactly the schema's non-protected
-    columns (the bundled `adult` and `compas` tables); a name picks a built-in; a plain
+    columns (the bundled `adult` and `compas` tables) and otherwise the generic default, with
+    a `GenericDistortionWarning`; "generic" picks the generic default without warning; a
+    name picks a built-in; a path ending .toml or .json is read (`load_distortion`); a plain
     callable is wrapped as a scalar `FunctionDistortion`.
     """
+    columns = tuple(columns)
     cols = set(columns)
     if spec is None or spec == "auto":
         for name, d in BUILTIN.items():
             if _BUILTIN_COLUMNS[name] == cols:
                 return d
-        raise ConfigError(
-            "tot: no distortion given and no built-in fits this schema's columns "
-            f"{sorted(cols)}; pass distortion='adult' or 'compas', a Distortion(...) of "
-            "Ordinal/Moves terms, or a function (see docs/fairness.md)"
+        warnings.warn(
+            "tot: no built-in distortion fits this schema's columns "
+            f"{sorted(cols)}; using the generic default (1 per step or change of each "
+            "attribute, 1 for a label flip, costs added). A distortion written for your "
+            "domain is better: pass distortion=FILE.toml or a Distortion (docs/fairness.md)",
+            GenericDistortionWarning,
+            stacklevel=3,
         )
+        return generic(schema, columns)
+    if spec == "generic":
+        return generic(schema, columns)
+    if is_file(spec):
+        return load_distortion(spec)  # type: ignore[arg-type]
     if isinstance(spec, str):
         if spec not in BUILTIN:
             raise ConfigError(
-                f"tot: unknown distortion {spec!r}; built-ins: {sorted(BUILTIN)}, or pass a "
-                "Distortion(...) or a function"
+                f"tot: unknown distortion {spec!r}; built-ins: {sorted(BUILTIN)}, \"generic\", "
+                "a path to a .toml distortion file, a Distortion(...) or a function"
             )
         return BUILTIN[spec]
     if isinstance(spec, (Distortion, FunctionDistortion)):
@@ -454,6 +622,39 @@ def resolve(
     if callable(spec):
         return FunctionDistortion(spec)
     raise ConfigError(f"tot: distortion must be a name, a Distortion or a function, got {spec!r}")
+
+
+#: Largest number of moves counted exactly by `move_count` (beyond it: an upper bound).
+MAX_COUNTED_MOVES = 5_000_000
+
+
+def move_count(
+    spec: Distortion | FunctionDistortion,
+    schema: Schema,
+    columns: Sequence[str],
+    forbidden_at: float,
+) -> tuple[int, bool]:
+    """How many (cell, target cell) moves the distortion allows over the whole domain.
+
+    The LP gets at most one variable per allowed move of each non-empty source cell, so this
+    sizes it before any data exists. Returns (count, exact): with `combine="max"` a move is
+    allowed exactly when every column's move is, so the count is the product of the columns'
+    allowed moves; with `combine="sum"` that product is an upper bound, counted exactly when
+    it is at most `MAX_COUNTED_MOVES`. A function is bounded by cells x cells.
+    """
+    if isinstance(spec, FunctionDistortion):
+        cells = math.prod(schema[c].size for c in columns)
+        return cells * cells, False
+    mats = spec.column_matrices(schema, columns)
+    bound = math.prod(int((m < forbidden_at).sum()) for m in mats)
+    if spec.combine == "max":
+        return bound, True
+    if bound > MAX_COUNTED_MOVES:
+        return bound, False
+    sizes = [m.shape[0] for m in mats]
+    sources = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), axis=1)
+    src, _, _ = spec.targets(schema, columns, sources, forbidden_at)
+    return int(src.size), True
 
 
 _BUILTIN_COLUMNS = {

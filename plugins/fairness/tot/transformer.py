@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -44,10 +45,13 @@ class TOT(FairnessTransformer):
 
     Args:
         eta: the discrimination bound (>= 0).
-        distortion: "adult" or "compas" (the paper's metrics for the bundled tables), a
+        distortion: "adult" or "compas" (the paper's metrics for the bundled tables),
+            "generic" (`distortion.generic`: 1 per step or change of each attribute, 1 for a
+            label flip, added), a path to a distortion file (.toml or .json, read at once), a
             `Distortion` of `Ordinal`/`Moves` terms, a `FunctionDistortion` or a function
             `fn(old: dict, new: dict) -> float`; None ("auto") picks the built-in whose
-            columns are the schema's non-protected columns.
+            columns are the schema's non-protected columns, else the generic default (with
+            a `GenericDistortionWarning`).
         constraint: "difference" (|P(y'|d) - P(y'|d')| <= eta for every pair of groups and
             every label value; AIF360's and the SAFES paper's form) or "ratio"
             (|P(y'|d) / P(y) - 1| <= eta; Calmon et al. eq. 3).
@@ -123,10 +127,16 @@ class TOT(FairnessTransformer):
             )
         if choice not in ("centre", "vertex"):
             raise ConfigError(f"tot: choice must be 'centre' or 'vertex', got {choice!r}")
-        if isinstance(distortion, str) and distortion not in (*distortions.BUILTIN, "auto"):
+        self.distortion_file: str | None = None
+        if distortions.is_file(distortion):
+            self.distortion_file = str(distortion)
+            distortion = distortions.load_distortion(distortion)  # type: ignore[arg-type]
+        elif isinstance(distortion, str) and distortion not in (
+            *distortions.BUILTIN, "auto", "generic"
+        ):
             raise ConfigError(
                 f"tot: unknown distortion {distortion!r}; built-ins: {sorted(distortions.BUILTIN)}"
-                ", or pass a Distortion(...) or a function"
+                ', "generic", a path to a .toml distortion file, a Distortion(...) or a function'
             )
         self.eta = float(eta)
         self.distortion = distortion
@@ -139,6 +149,7 @@ class TOT(FairnessTransformer):
         self.missing_groups = missing_groups
         self.choice = choice
         self._fitted = False
+        self._resolved: list[tuple[Schema, Distortion | FunctionDistortion]] = []
 
     def params(self) -> dict[str, Any]:
         # After fit, report the distortion actually used (e.g. what "auto" resolved to).
@@ -151,10 +162,12 @@ class TOT(FairnessTransformer):
             dist = d or "auto"
         else:
             dist = getattr(d, "__qualname__", repr(d))
+        file = {} if self.distortion_file is None else {"distortion_file": self.distortion_file}
         return {
             "eta": self.eta,
             "constraint": self.constraint,
             "distortion": dist,
+            **file,
             "clist": list(self.clist),
             "dlist": list(self.dlist),
             "per_group": self.per_group,
@@ -191,31 +204,13 @@ class TOT(FairnessTransformer):
         """
         start = time.perf_counter()
         self._fitted = False  # a failed re-fit must not leave the previous map usable
-        if not isinstance(schema, Schema):
-            raise ConfigError(f"tot: schema must be a safes_framework.Schema, got {schema!r}")
-        self.schema_ = schema
-        self.protected_ = tuple(schema.protected)
-        self.xy_columns_ = tuple(
-            c for c in schema.names if c not in schema.protected and c != schema.label
-        ) + (schema.label,)
-        self.group_sizes_ = tuple(schema[c].size for c in self.protected_)
-        self.cell_sizes_ = tuple(schema[c].size for c in self.xy_columns_)
-        n_groups, n_cells = math.prod(self.group_sizes_), math.prod(self.cell_sizes_)
-        if n_groups * n_cells >= 2**62:
-            raise ConfigError(
-                f"tot: the domain has {n_groups} groups x {n_cells} (x, y) cells, too many to "
-                "index; coarsen some columns or drop them from the schema"
-            )
-        spec = distortions.resolve(self.distortion, schema, self.xy_columns_)
-        self.distortion_ = spec
+        spec = self._domain(schema)
 
         _, group, cell = self._index(data)
         cells = Cells.from_codes(group, cell, self.cell_sizes_)
         self.skipped_groups_ = self._missing_groups(cells)
 
-        forbidden_at = min(
-            (c for c, d in zip(self.clist, self.dlist, strict=False) if d == 0), default=np.inf
-        )
+        forbidden_at = self._forbidden_at()
         src, tcodes, tcost = spec.targets(
             schema, self.xy_columns_, cells.source_codes, forbidden_at
         )
@@ -335,6 +330,59 @@ class TOT(FairnessTransformer):
             optimum,
         )
         return P
+
+    def _domain(self, schema: Schema) -> Distortion | FunctionDistortion:
+        """Index the schema's domain (groups, (x, y) cells) and resolve the distortion."""
+        if not isinstance(schema, Schema):
+            raise ConfigError(f"tot: schema must be a safes_framework.Schema, got {schema!r}")
+        self.schema_ = schema
+        self.protected_ = tuple(schema.protected)
+        self.xy_columns_ = tuple(
+            c for c in schema.names if c not in schema.protected and c != schema.label
+        ) + (schema.label,)
+        self.group_sizes_ = tuple(schema[c].size for c in self.protected_)
+        self.cell_sizes_ = tuple(schema[c].size for c in self.xy_columns_)
+        n_groups, n_cells = math.prod(self.group_sizes_), math.prod(self.cell_sizes_)
+        if n_groups * n_cells >= 2**62:
+            raise ConfigError(
+                f"tot: the domain has {n_groups} groups x {n_cells} (x, y) cells, too many to "
+                "index; coarsen some columns or drop them from the schema"
+            )
+        # Resolved once per schema (shared with pre-flight copies): a fallback warns once.
+        cached = next((d for sch, d in self._resolved if sch == schema), None)
+        spec = cached or distortions.resolve(self.distortion, schema, self.xy_columns_)
+        if cached is None:
+            self._resolved.append((schema, spec))
+        self.distortion_ = spec
+        return spec
+
+    def _forbidden_at(self) -> float:
+        """The smallest threshold whose bound is 0: moves costing that much get no variable."""
+        return min(
+            (c for c, d in zip(self.clist, self.dlist, strict=False) if d == 0), default=np.inf
+        )
+
+    def preflight(self, schema: Schema) -> dict[str, Any]:
+        """Resolve the distortion on `schema` and size the LP, without data.
+
+        Checks that the distortion's columns agree with the schema (unknown or protected
+        columns, labels outside a column's domain) and that the domain can be indexed.
+        Returns the distortion's name, the number of groups and (x, y) cells, and the number
+        of moves the distortion allows over the whole domain (`distortion.move_count`): the
+        LP has at most one map variable per allowed move of each non-empty cell.
+        """
+        probe = copy.copy(self)  # a fitted transformer keeps its own domain
+        spec = probe._domain(schema)
+        moves, exact = distortions.move_count(
+            spec, schema, probe.xy_columns_, self._forbidden_at()
+        )
+        return {
+            "distortion": spec.name,
+            "groups": math.prod(probe.group_sizes_),
+            "cells": math.prod(probe.cell_sizes_),
+            "moves": moves,
+            "moves_counted": "exactly" if exact else "upper bound",
+        }
 
     def _check_map(self, prog: TotProgram, P: np.ndarray, result: LPResult) -> None:
         """Check the map itself against the discrimination and distortion bounds."""
@@ -502,7 +550,7 @@ class TOT(FairnessTransformer):
             if changed.any():
                 col = self.schema_[c]
                 values = out[c].to_numpy(dtype=object, copy=True)
-                values[changed] = col.decode(new_xy[changed, j])
+                values[changed] = col.decode(new_xy[changed, j], rng)
                 out[c] = pd.Series(values, index=out.index).astype(out[c].dtype)
         return FairnessOutput(out)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +14,19 @@ from safes_plugins.fairness.tot.distortion import (
     FORBIDDEN,
     Distortion,
     FunctionDistortion,
+    GenericDistortionWarning,
     Moves,
     Ordinal,
+    generic,
+    load_distortion,
+    move_count,
     resolve,
 )
 
 from safes_framework.datasets import schema as bundled_schema
 from safes_framework.errors import ConfigError
 from safes_framework.schema import Categorical, Integer, Schema
+from safes_framework.testing import toy_schema
 
 ADULT_XY = ("age-decade", "education-reduced", "income>50K")
 COMPAS_XY = ("age_cat", "c_charge_degree", "priors_count", "two_year_recid")
@@ -181,7 +188,142 @@ def test_resolve_picks_builtins_by_name_or_columns() -> None:
     assert resolve("auto", bundled_schema("compas"), COMPAS_XY) is COMPAS
     assert resolve("compas", bundled_schema("compas"), COMPAS_XY) is COMPAS
     assert isinstance(resolve(adult_rule, bundled_schema("adult"), ADULT_XY), FunctionDistortion)
-    with pytest.raises(ConfigError, match="no built-in fits"):
-        resolve(None, bundled_schema("adult"), ("x", "y"))
+    toy = toy_schema()
+    with pytest.warns(GenericDistortionWarning, match="domain is better"):
+        fallback = resolve(None, toy, ("edu", "income"))
+    assert fallback == generic(toy, ("edu", "income"))
     with pytest.raises(ConfigError, match="unknown distortion 'german'"):
         resolve("german", bundled_schema("adult"), ADULT_XY)
+
+
+# -- the generic default and distortion files ---------------------------------------------------
+
+
+def _loans() -> Schema:
+    from safes_framework.schema import Continuous
+
+    return Schema(
+        (
+            Categorical("group", ("A", "B", "C")),
+            Continuous("age", (18, 30, 50, 80), integer=True),
+            Categorical("education", ("none", "school", "college"), ordered=True),
+            Categorical("job", ("clerk", "nurse", "driver")),
+            Categorical("approved", ("no", "yes")),
+        ),
+        protected=("group",), label="approved", favorable="yes",
+    )
+
+
+LOANS_XY = ("age", "education", "job", "approved")
+
+
+def test_generic_counts_steps_changes_and_label_flips() -> None:
+    schema = _loans()
+    g = generic(schema, LOANS_XY)
+    assert g.combine == "sum" and g.name == "generic"
+    M = g.matrix(schema, LOANS_XY)
+    sizes = [schema[c].size for c in LOANS_XY]
+    cells = list(itertools.product(*(range(k) for k in sizes)))
+    for i, a in enumerate(cells):
+        for j, b in enumerate(cells):
+            expected = (
+                abs(a[0] - b[0]) + abs(a[1] - b[1]) + (a[2] != b[2]) + (a[3] != b[3])
+            )
+            assert M[i, j] == expected
+
+
+DISTORTION_TOML = """
+name = "loans"
+combine = "sum"
+
+[[terms]]
+kind = "moves"
+column = "approved"
+costs = [{ from = "no", to = "yes", cost = 1 }, { from = "yes", to = "no", cost = 2 }]
+
+[[terms]]
+kind = "ordinal"
+column = "education"
+up = [1, "forbidden"]
+down = "forbidden"
+
+[[terms]]
+kind = "ordinal"
+column = "age"
+up = [1, inf]
+
+[[terms]]
+kind = "moves"
+column = "job"
+change = "forbidden"
+"""
+
+DISTORTION_PY = Distortion(
+    name="loans",
+    combine="sum",
+    terms=(
+        Moves("approved", {("no", "yes"): 1, ("yes", "no"): 2}),
+        Ordinal("education", up=(1, FORBIDDEN), down=FORBIDDEN),
+        Ordinal("age", up=(1, FORBIDDEN)),
+        Moves("job", change=FORBIDDEN),
+    ),
+)
+
+
+def test_a_distortion_file_is_the_same_language_as_the_classes(tmp_path: Path) -> None:
+    path = tmp_path / "loans.toml"
+    path.write_text(DISTORTION_TOML)
+    loaded = load_distortion(path)
+    schema = _loans()
+    assert np.array_equal(loaded.matrix(schema, LOANS_XY), DISTORTION_PY.matrix(schema, LOANS_XY))
+    assert loaded.name == "loans" and loaded.combine == "sum"
+    # JSON, and the description recorded in a release, read back to the same metric.
+    as_json = tmp_path / "loans.json"
+    described = DISTORTION_PY.describe()
+    as_json.write_text(json.dumps(described).replace("Infinity", '"forbidden"'))
+    again = load_distortion(as_json)
+    assert np.array_equal(again.matrix(schema, LOANS_XY), DISTORTION_PY.matrix(schema, LOANS_XY))
+    assert resolve(str(path), schema, LOANS_XY) == loaded
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('combine = "sum"\n[[terms]]\nkind = "steps"\ncolumn = "age"', "kind must be"),
+        ('[[terms]]\nkind = "ordinal"\ncolumn = "age"', "needs up"),
+        ('[[terms]]\nkind = "ordinal"\ncolumn = "age"\nup = 1\nside = 2', "unknown key 'side'"),
+        ('[[terms]]\nkind = "moves"\ncolumn = "job"\ncosts = [{ from = "a", cost = 1 }]',
+         "needs from, to and cost"),
+        ('[[terms]]\nkind = "moves"\ncolumn = "job"\nchange = "high"', 'or "forbidden"'),
+        ('combine = "min"', "combine must be"),
+        ("terms = [", "does not parse"),
+    ],
+)
+def test_bad_distortion_files_name_the_file_and_the_term(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_distortion(path)
+    assert "bad.toml" in str(info.value)
+
+
+def test_move_counts_size_the_program_without_data() -> None:
+    schema = _loans()
+    for spec in (DISTORTION_PY, generic(schema, LOANS_XY)):
+        sizes = [schema[c].size for c in LOANS_XY]
+        sources = np.stack(np.unravel_index(np.arange(np.prod(sizes)), sizes), axis=1)
+        src, _, _ = spec.targets(schema, LOANS_XY, sources, 2.99)
+        assert move_count(spec, schema, LOANS_XY, 2.99) == (src.size, True)
+    as_max = Distortion(terms=DISTORTION_PY.terms, combine="max")
+    count, exact = move_count(as_max, schema, LOANS_XY, 2.99)
+    sources = np.stack(np.unravel_index(np.arange(3 * 3 * 3 * 2), (3, 3, 3, 2)), axis=1)
+    assert exact and count == as_max.targets(schema, LOANS_XY, sources, 2.99)[0].size
+
+
+def test_a_negative_cost_in_a_file_names_the_file_and_the_term(tmp_path: Path) -> None:
+    path = tmp_path / "neg.toml"
+    path.write_text('[[terms]]\nkind = "ordinal"\ncolumn = "age"\nup = -1\n')
+    with pytest.raises(ConfigError, match=r"neg\.toml', term 1 \(column 'age'\).*non-negative"):
+        load_distortion(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,105 @@ def test_cli_runs_the_fairness_stage(tmp_path, args) -> None:
     release = pd.read_csv(out / "release.csv")
     assert len(release) == run["rows"] and abs(len(release) - 5278) < 200
     assert ("weight" in release.columns) == (args[1] == "reweighing")
+
+
+# -- any schema: the generic default, distortion files, pre-flight ------------------------------
+
+
+def _loans(n: int = 1500) -> tuple[pd.DataFrame, safes_framework.Schema]:
+    from safes_framework import Categorical, Continuous, Schema
+
+    rng = np.random.default_rng(8)
+    group = rng.choice(["A", "B", "C"], n, p=[0.5, 0.3, 0.2])
+    age = rng.integers(18, 81, n)
+    job = rng.choice(["clerk", "nurse", "driver"], n)
+    income = rng.gamma(3.0, 15_000.0, n).clip(0, 199_999)
+    p = 0.25 + 0.25 * (group == "A") + 0.2 * (income > 45_000)
+    schema = Schema(
+        (
+            Categorical("group", ("A", "B", "C")),
+            Continuous("age", (18, 30, 45, 60, 80), integer=True),
+            Categorical("job", ("clerk", "nurse", "driver")),
+            Continuous("income", (0, 25_000, 45_000, 70_000, 200_000)),
+            Categorical("approved", ("no", "yes")),
+        ),
+        protected=("group",), label="approved", favorable="yes", privileged={"group": ("A",)},
+    )
+    data = pd.DataFrame({
+        "group": group, "age": age, "job": job, "income": income,
+        "approved": np.where(rng.random(n) < p, "yes", "no"),
+    })
+    return data, schema
+
+
+def test_tot_runs_on_any_schema_with_the_generic_default_and_warns() -> None:
+    from safes_plugins.fairness.tot import GenericDistortionWarning
+
+    data, schema = _loans()
+    tot = TOT(eta=0.05)
+    with pytest.warns(GenericDistortionWarning, match="written for your domain is better"):
+        out = tot.fit_transform(data, schema, np.random.default_rng(1))
+    assert tot.params()["distortion"]["name"] == "generic"
+    assert tot.discrimination_ <= 0.05 + 1e-6 and tot.excess_distortion_[2.99] == 0.0
+    schema.validate(out.data)
+    assert (out.data["group"] == data["group"]).all()
+    # Changed binned values are drawn inside their new bins: integers stay integers.
+    assert out.data["age"].dtype == np.int64 and out.data["income"].dtype == np.float64
+    changed = out.data["income"] != data["income"]
+    assert changed.any()
+    assert out.data.loc[changed, "income"].nunique() > 4  # not the bins' midpoints
+    check_fairness_transformer(lambda: TOT(eta=0.05, distortion="generic"),
+                               table=data, schema=schema)
+
+
+def test_a_distortion_file_path_is_read_at_construction(tmp_path: Path) -> None:
+    data, schema = _loans()
+    path = tmp_path / "loans.toml"
+    path.write_text(
+        'name = "loans"\ncombine = "sum"\n'
+        '[[terms]]\nkind = "moves"\ncolumn = "approved"\n'
+        'costs = [{ from = "no", to = "yes", cost = 1 }, { from = "yes", to = "no", cost = 2 }]\n'
+        '[[terms]]\nkind = "moves"\ncolumn = "job"\nchange = "forbidden"\n'
+    )
+    made = safes_framework.fairness_transformer("tot", eta=0.1, distortion=str(path))
+    assert isinstance(made, TOT) and made.distortion.name == "loans"  # type: ignore[union-attr]
+    made.fit(data, schema)
+    params = made.params()
+    assert params["distortion_file"] == str(path) and params["distortion"]["name"] == "loans"
+    json.dumps(params)
+    with pytest.raises(ConfigError, match="cannot read distortion file"):
+        TOT(distortion=str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match='"generic", a path to a .toml distortion file'):
+        TOT(distortion="loans")
+
+
+def test_preflight_sizes_the_program_and_leaves_a_fitted_map_alone() -> None:
+    data, schema = _loans()
+    tot = TOT(eta=0.1, distortion="generic").fit(data, schema)
+    before = tot.transform(data, np.random.default_rng(0)).data
+    other = toy_schema()
+    plan = tot.preflight(other)
+    assert plan == {
+        "distortion": "generic", "groups": 4, "cells": 10, "moves": plan["moves"],
+        "moves_counted": "exactly",
+    }
+    assert 10 < plan["moves"] <= 100
+    assert tot.schema_ is schema
+    pd.testing.assert_frame_equal(tot.transform(data, np.random.default_rng(0)).data, before)
+    with pytest.raises(ConfigError, match="'edu'"):
+        TOT(distortion=Distortion((Ordinal("edu", up=1),))).preflight(schema)
+
+
+def test_the_generic_fallback_warns_once_across_preflight_and_fit() -> None:
+    import warnings
+
+    from safes_plugins.fairness.tot import GenericDistortionWarning
+
+    data, schema = _loans()
+    tot = TOT(eta=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tot.preflight(schema)
+        tot.preflight(schema.provisional())  # an equal schema
+        tot.fit(data, schema)
+    assert sum(issubclass(w.category, GenericDistortionWarning) for w in caught) == 1
