@@ -1,4 +1,4 @@
-"""The exception hierarchy of safes-framework: every error the library raises on purpose."""
+"""The exception and warning hierarchy of safes-framework: what the library raises on purpose."""
 
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ class PluginError(SafesError):
     """A plugin could not be loaded, registered or found."""
 
 
+class ExecutorError(SafesError):
+    """A sweep's executor lost every unit it was given (the first worker's error says why)."""
+
+
 class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
@@ -70,3 +74,19 @@ class InfeasibleError(SafesError):
 
 class SolverError(SafesError):
     """A numerical solver failed (as opposed to proving infeasibility)."""
+
+
+class SafesWarning(UserWarning):
+    """Root of the warnings issued on purpose by safes-framework."""
+
+
+class PrivacyWarning(SafesWarning):
+    """A setting is legal but weakens the guarantee (e.g. delta of the order of 1/n)."""
+
+
+class PluginWarning(SafesWarning):
+    """A third-party plugin failed to load or register and was disabled."""
+
+
+class SmallTableWarning(SafesWarning):
+    """The sensitive table is too small for a release to carry information (one record)."""
