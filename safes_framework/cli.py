@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,7 +16,8 @@ from typing import Any, NoReturn
 from . import __version__
 from .arguments import parse_param
 from .errors import ConfigError, DataError, PluginError, SafesError, SchemaError
-from .plugins import get_plugin_manager, hookimpl
+from .outputs import check_output_dir
+from .plugins import DISABLE_ENV, get_plugin_manager, hookimpl, reset_plugin_manager
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +88,6 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from . import datasets
     from .chain import SafesChain
@@ -94,6 +96,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
     if args.dataset and (args.data or args.schema):
         raise ConfigError("give either --dataset or --data with --schema, not both")
+    if args.test and args.dataset:
+        raise ConfigError("--test goes with --data (a held-out table with the same schema)")
+    out = check_output_dir(args.out, overwrite=args.overwrite)
     test = None
     if args.dataset:
         df, schema = datasets.load(args.dataset)
@@ -101,19 +106,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.data and args.schema:
         try:
             schema = Schema.from_json(Path(args.schema).read_text())
-            df = pd.read_csv(args.data)
+            df = _read_csv(args.data)
             if args.test:
-                test = pd.read_csv(args.test)
+                test = _read_csv(args.test)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read input: {exc}") from None
         source = {"data": str(args.data), "schema_file": str(args.schema)}
     else:
         raise ConfigError("give --dataset NAME, or --data CSV with --schema JSON")
-    if args.test and args.dataset:
-        raise ConfigError("--test goes with --data (a held-out table with the same schema)")
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(f"output directory {str(out)!r} is not empty (add --overwrite)")
     if args.metric and not args.evaluation:
         raise ConfigError(
             "--metric needs --evaluation FILE: metrics read the real table, so they are not "
@@ -128,6 +128,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         if evaluation.exists() and not args.overwrite:
             raise ConfigError(f"evaluation file {str(evaluation)!r} exists (add --overwrite)")
+        if evaluation.is_dir():
+            raise ConfigError(f"--evaluation {str(evaluation)!r} is a directory, not a file")
+        check_output_dir(evaluation.parent, overwrite=True)
     synth_params = dict(parse_param(p) for p in args.synth_param)
     synth = pm.synthesizers.create(
         args.synthesizer, epsilon=args.epsilon, delta=args.delta, **synth_params
@@ -173,8 +176,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_csv(path: str) -> Any:
+    """A CSV table, refusing a header that names a column twice (pandas would rename it)."""
+    import csv
+
+    import pandas as pd
+
+    from .schema import check_unique_columns
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    check_unique_columns(header, source=f"the header of {path}")
+    return pd.read_csv(path)
+
+
 def _warn(message: str) -> None:
     print(f"safes: warning: {message}", file=sys.stderr)
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """`warnings.showwarning` for the command line: one `safes: warning: ...` line."""
+    text = " ".join(str(message).split())
+    print(f"safes: warning: {text}", file=file or sys.stderr, flush=True)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -195,6 +225,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "description": e.description,
                 }
             )
+    for u in pm.unavailable():
+        rows.append(
+            {"kind": u.status, "name": u.name, "plugin": u.name, "origin": u.origin,
+             "description": u.reason}
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -281,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="safes", description="Differentially private and fairer data (SAFES).")
     parser.add_argument("--version", action="version", version=f"safes {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--disable-plugin", action="append", default=[], metavar="NAME",
+        help=f"skip an installed plugin by its entry-point name (repeatable; adds to "
+        f"${DISABLE_ENV})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (build, _handler, help_text) in COMMANDS.items():
         build(sub.add_parser(name, help=help_text, description=help_text))
@@ -289,20 +329,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.disable_plugin:
+        # Through the environment, so that sweep workers skip the plugins too.
+        names = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+        os.environ[DISABLE_ENV] = ",".join([*names, *args.disable_plugin])
+        reset_plugin_manager()
     handler = COMMANDS[args.command][1]
-    try:
-        return handler(args)
-    except USAGE_ERRORS as exc:
-        print(f"safes: error: {exc}", file=sys.stderr)
-        return 2
-    except SafesError as exc:
-        print(f"safes: error: {exc}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            return handler(args)
+        except USAGE_ERRORS as exc:
+            print(f"safes: error: {exc}", file=sys.stderr)
+            return 2
+        except SafesError as exc:
+            print(f"safes: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            note = _INTERRUPTED.get(args.command)
+            print(f"safes: interrupted{f'; {note}' if note else ''}", file=sys.stderr)
+            return 130
+
+
+#: What an interrupted command leaves behind.
+_INTERRUPTED = {
+    "run": "a release is written whole or not at all, so --out holds no partial release",
+    "report": "the report may be incomplete; rerun the command",
+}
 
 
 if __name__ == "__main__":
