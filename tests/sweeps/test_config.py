@@ -174,3 +174,21 @@ def test_safes_validate_rejects_bad_metric_params(
     path = _write(tmp_path, EXAMPLE.replace("paper_compatible = true", "paper_compatible = 3"))
     assert main(["validate", str(path)]) == 2
     assert "paper_compatible" in capsys.readouterr().err
+
+
+def test_a_transformer_without_a_bound_needs_no_eta_param(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    rew = SweepConfig.from_dict(
+        {"sweep": {"datasets": ["compas"], "epsilons": [1.0]}, "fairness": {"name": "reweighing"}}
+    )
+    assert rew.protocol.eta_param is None
+    assert [s.label for _, ss in rew.columns("compas") for s in ss] == [
+        "Original", "Fair", "DP(eps=1)", "SAFES(eps=1)"
+    ]
+    tot = SweepConfig.from_dict({"fairness": {"name": "tot"}})
+    assert tot.protocol.eta_param == "eta"
+    assert SweepConfig().with_overrides(fairness="reweighing").protocol.eta_param is None
+    # the command line, which needed --fairness-param eta_param=none
+    assert main(["validate", "--dataset", "compas", "--fairness", "reweighing"]) == 0
+    assert "config OK" in capsys.readouterr().out
