@@ -93,12 +93,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .chain import SafesChain
     from .schema import Schema
 
-    pm = get_plugin_manager()
     if args.dataset and (args.data or args.schema):
         raise ConfigError("give either --dataset or --data with --schema, not both")
     if args.test and args.dataset:
         raise ConfigError("--test goes with --data (a held-out table with the same schema)")
     out = check_output_dir(args.out, overwrite=args.overwrite)
+    pm = get_plugin_manager()
     test = None
     if args.dataset:
         df, schema = datasets.load(args.dataset)

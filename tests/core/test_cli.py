@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -358,3 +359,25 @@ def test_a_broken_plugin_is_listed_and_the_rest_works(
         assert os.environ[DISABLE_ENV] == "safes_broken" and captured.err == ""
     finally:
         reset_plugin_manager()
+
+
+@pytest.mark.slow
+def test_sigint_during_run_ends_in_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safes_framework.cli", "run", "--dataset", "adult-full",
+         "--synthesizer", "aim", "--epsilon", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # wait until the synthesizer is at work
+        lines.append(line)
+        if line.startswith("[synthesizer] ") and "started" not in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "Traceback" not in rest
+    assert rest.strip().splitlines()[-1].startswith("safes: interrupted; a release is written")
+    assert not out.exists() or list(out.iterdir()) == []

@@ -38,7 +38,7 @@ COMMAND_WORDS = ("safes", "python", "python3", "pip", "dask", "cd", "export")
 MARKERS = ("skip", "replace", "file", "pytest", "entry-point")
 BLOCK_TIMEOUT = 1200
 
-_FENCE = re.compile(r"^(?P<indent>\s*)```(?P<info>[\w+-]*)\s*$")
+_FENCE = re.compile(r"^\s*```(?P<info>[\w+-]*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*ci:\s*(?P<kind>[\w-]+)\s*(?P<args>.*?)\s*-->\s*$")
 
 
@@ -58,8 +58,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.doc.relative_to(ROOT) if self.doc.is_relative_to(ROOT) else self.doc}:" \
-            f"{self.line}"
+        doc = self.doc.relative_to(ROOT) if self.doc.is_relative_to(ROOT) else self.doc
+        return f"{doc}:{self.line}"
 
     def marker(self, kind: str) -> list[str]:
         return [args for k, args in self.markers if k == kind]
@@ -75,7 +75,7 @@ def parse(text: str, doc: Path) -> list[Block]:
         if not m:
             i += 1
             continue
-        indent, start = m["indent"], i
+        start = i
         j = i + 1
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
@@ -86,7 +86,6 @@ def parse(text: str, doc: Path) -> list[Block]:
             markers.insert(0, (mk["kind"], mk["args"]))
             k -= 1
         blocks.append(Block(doc, start + 1, m["info"], body, markers))
-        del indent
         i = j + 1
     return blocks
 
