@@ -114,6 +114,7 @@ class PluginManager:
 
     def _break(self, name: str, reason: str) -> None:
         """Disable a third-party plugin that failed, and say so once."""
+        reason = " ".join(reason.split())
         self._unavailable[name] = UnavailablePlugin(name, self.origin(name), "broken", reason)
         warnings.warn(
             f"plugin {name!r} ({self.origin(name)}) is disabled: {reason}; everything else "
@@ -141,7 +142,11 @@ class PluginManager:
                     f"load: {exc!r}"
                 )
                 continue
-            self.register(plugin, name=ep.name, origin=origin)
+            try:
+                self.register(plugin, name=ep.name, origin=origin)
+            except PluginError as exc:  # e.g. a hook implementation with wrong arguments
+                self._origins[ep.name] = origin
+                self._break(ep.name, str(exc))
 
     def unavailable(self) -> list[UnavailablePlugin]:
         """Plugins that are installed but not in use (broken or disabled), by name."""
@@ -151,7 +156,7 @@ class PluginManager:
         """Register a plugin object (module or instance with `@hookimpl` methods)."""
         try:
             registered = self._pm.register(plugin, name=name)
-        except ValueError as exc:
+        except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is blocked")

@@ -199,6 +199,28 @@ def test_plugin_failing_in_its_registration_hook_is_disabled_with_its_entries(
     sys.modules.pop("safes_halfway", None)
 
 
+def test_entry_point_with_a_malformed_hook_is_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "safes_malformed",
+        """
+        from safes_framework import hookimpl
+
+        @hookimpl
+        def safes_register_synthesizers(registry):  # the argument is called register
+            pass
+        """,
+        "safes_malformed",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(PluginWarning, match="'safes_malformed'.*registry"):
+        pm = PluginManager()
+    assert "mst" in pm.synthesizers and "safes_malformed" not in pm.plugin_names()
+    sys.modules.pop("safes_malformed", None)
+
+
 def test_entry_point_taking_a_builtin_name_is_disabled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
