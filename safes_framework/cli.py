@@ -88,7 +88,6 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-
     from . import datasets
     from .chain import SafesChain
     from .schema import Schema

@@ -69,6 +69,8 @@ def _refuse_while_bootstrapping() -> None:
 
 #: Seconds between a worker's checks that its parent is still alive.
 PARENT_POLL_SECONDS = 1.0
+#: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 def _picklable(fn: Callable[..., None]) -> Callable[..., None] | None:
@@ -109,10 +111,6 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="safes-parent-watch", daemon=True).start()
-
-
-#: prctl option: signal to deliver when the parent dies (linux/prctl.h).
-_PR_SET_PDEATHSIG = 1
 
 
 def _run_dask(
