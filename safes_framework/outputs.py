@@ -45,7 +45,10 @@ def check_output_dir(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
         if not out.is_dir():
             raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
         if not overwrite and any(out.iterdir()):
-            raise ConfigError(f"output directory {str(out)!r} is not empty (add --overwrite)")
+            raise ConfigError(
+                f"output directory {str(out)!r} is not empty (add --overwrite, or pass "
+                "overwrite=True)"
+            )
     ancestor = out.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -172,7 +175,7 @@ def staged_file(target: str | os.PathLike[str], *, overwrite: bool = False) -> I
     if path.is_dir():
         raise ConfigError(f"{str(path)!r} is a directory, not a file")
     if path.exists() and not overwrite:
-        raise ConfigError(f"file {str(path)!r} exists (add --overwrite)")
+        raise ConfigError(f"file {str(path)!r} exists (add --overwrite, or pass overwrite=True)")
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path.parent)
     fd, name = tempfile.mkstemp(prefix=_staging_prefix(), suffix=path.suffix, dir=path.parent)
