@@ -8,6 +8,7 @@ import math
 import secrets
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -34,7 +35,9 @@ from .errors import (
     FairnessStageError,
     MetricsStageError,
     PrivacyError,
+    PrivacyWarning,
     SafesError,
+    SmallTableWarning,
 )
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
@@ -258,6 +261,14 @@ class SafesChain:
         codes = grid.encode_array(data)  # validates before any budget is spent
         if test is not None:
             grid.validate(test)
+        if len(codes) == 1:
+            # Depends on the exact size: for the caller (the data owner), never in the release.
+            warnings.warn(
+                "the table has a single record: differential privacy hides it, so the release "
+                "is noise and carries no information about it; check the input",
+                SmallTableWarning,
+                stacklevel=2,
+            )
         noise, seeds, recorded_seeds = self._streams()
         budget = (self.synthesizer.epsilon, self.synthesizer.delta)
         accountant = RDPAccountant(budget=budget)
@@ -291,12 +302,19 @@ class SafesChain:
             self.synthesizer.fit(table, ctx)
         rows_read = table.rows_read
         del source, table, codes  # nothing after synthesis needs the sensitive rows
+        estimate = (
+            _row_estimate(self.synthesizer, run.synthesizer)
+            if self.synthesizer.estimates_rows
+            else None
+        )
         if self.rows is None:
-            rows = _release_size(self.synthesizer, run.synthesizer)
+            assert estimate is not None  # checked in __init__
+            rows = max(1, int(round(estimate)))
             release_size = ESTIMATED_SIZE
         else:
             rows = self.rows
             release_size = f"chosen by the caller (rows={rows})"
+        _warn_if_delta_is_large(budget[1], estimate if estimate is not None else float(rows))
 
         with self._stage(run, "sample", timings):
             sample_rng = np.random.default_rng(seeds["sample"])
@@ -445,8 +463,8 @@ def _planned_rho(accountant: RDPAccountant) -> float | None:
         return None
 
 
-def _release_size(synthesizer: Synthesizer, name: str) -> int:
-    """The default release size: the synthesizer's DP estimate of n, rounded, at least 1."""
+def _row_estimate(synthesizer: Synthesizer, name: str) -> float:
+    """The synthesizer's DP estimate of the number of records (post-processing of its noise)."""
     estimate = synthesizer.estimated_rows()
     if isinstance(estimate, bool) or not isinstance(estimate, (int, float, np.number)):
         raise SafesError(
@@ -454,7 +472,26 @@ def _release_size(synthesizer: Synthesizer, name: str) -> int:
         )
     if not math.isfinite(float(estimate)):
         raise SafesError(f"synthesizer {name!r} returned a non-finite row-count estimate")
-    return max(1, int(round(float(estimate))))
+    return float(estimate)
+
+
+def _warn_if_delta_is_large(delta: float, rows: float) -> None:
+    """Warn when delta >= 1/n, with n the DP estimate of the number of records.
+
+    A mechanism that publishes each record with probability delta is (0, delta)-DP, so a
+    delta of 1/n or more permits publishing about one record outright. The exact n is
+    sensitive, so the rule uses the synthesizer's DP estimate (or the caller's `rows` when
+    there is none): it reveals nothing the release does not.
+    """
+    n = max(1.0, rows)
+    if delta * n >= 1:
+        warnings.warn(
+            f"delta={delta:g} is not below 1/n ~ {1 / n:.3g} (n ~ {n:,.0f}, the DP estimate of "
+            "the number of records): with delta >= 1/n the guarantee allows publishing about "
+            "one record outright; use a delta far below 1/n (e.g. 1e-9)",
+            PrivacyWarning,
+            stacklevel=3,
+        )
 
 
 def apply_fairness(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,7 +18,8 @@ from . import schema_commands as _schema_cmd
 from .arguments import parse_param
 from .binning import DEFAULT_BIN_SHARE
 from .errors import ConfigError, DataError, PluginError, SafesError, SchemaError
-from .plugins import get_plugin_manager, hookimpl
+from .outputs import check_output_dir
+from .plugins import DISABLE_ENV, get_plugin_manager, hookimpl, reset_plugin_manager
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +142,6 @@ def _fairness_of(pm: Any, args: argparse.Namespace) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .chain import SafesChain
     from .errors import FairnessStageError, MetricsStageError
-    from .outputs import check_output_dir
 
     pm = get_plugin_manager()
     # Everything that needs no data comes first: no error may come after budget is spent.
@@ -162,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"evaluation file {str(evaluation)!r} is a directory")
         if evaluation.exists() and not args.overwrite:
             raise ConfigError(f"evaluation file {str(evaluation)!r} exists (add --overwrite)")
+        if evaluation.is_dir():
+            raise ConfigError(f"--evaluation {str(evaluation)!r} is a directory, not a file")
         check_output_dir(evaluation.absolute().parent, overwrite=True)
     schema, source = _schema_of(args)
     synth_params = dict(parse_param(p) for p in args.synth_param)
@@ -285,7 +289,6 @@ def _g(value: float | None) -> str:
 
 def _cmd_fair(args: argparse.Namespace) -> int:
     from .chain import fair_release
-    from .outputs import check_output_dir
     from .release import Release
 
     source = Path(args.release)
@@ -321,6 +324,19 @@ def _warn(message: str) -> None:
     print(f"safes: warning: {message}", file=sys.stderr)
 
 
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """`warnings.showwarning` for the command line: one `safes: warning: ...` line."""
+    text = " ".join(str(message).split())
+    print(f"safes: warning: {text}", file=file or sys.stderr, flush=True)
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
     rows = []
@@ -339,6 +355,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "description": e.description,
                 }
             )
+    for u in pm.unavailable():
+        rows.append(
+            {"kind": u.status, "name": u.name, "plugin": u.name, "origin": u.origin,
+             "description": u.reason}
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -473,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="safes", description="Differentially private and fairer data (SAFES).")
     parser.add_argument("--version", action="version", version=f"safes {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--disable-plugin", action="append", default=[], metavar="NAME",
+        help=f"skip an installed plugin by its entry-point name (repeatable; adds to "
+        f"${DISABLE_ENV})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (build, _handler, help_text) in COMMANDS.items():
         build(sub.add_parser(name, help=help_text, description=help_text))
@@ -481,20 +507,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.disable_plugin:
+        # Through the environment, so that sweep workers skip the plugins too.
+        names = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+        os.environ[DISABLE_ENV] = ",".join([*names, *args.disable_plugin])
+        reset_plugin_manager()
     handler = COMMANDS[args.command][1]
-    try:
-        return handler(args)
-    except USAGE_ERRORS as exc:
-        print(f"safes: error: {exc}", file=sys.stderr)
-        return 2
-    except SafesError as exc:
-        print(f"safes: error: {exc}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            return handler(args)
+        except USAGE_ERRORS as exc:
+            print(f"safes: error: {exc}", file=sys.stderr)
+            return 2
+        except SafesError as exc:
+            print(f"safes: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            note = _INTERRUPTED.get(args.command)
+            print(f"safes: interrupted{f'; {note}' if note else ''}", file=sys.stderr)
+            return 130
+
+
+#: What an interrupted command leaves behind.
+_INTERRUPTED = {
+    "run": "a release is written whole or not at all, so --out holds no partial release",
+    "report": "the report may be incomplete; rerun the command",
+}
 
 
 if __name__ == "__main__":

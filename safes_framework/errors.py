@@ -1,4 +1,4 @@
-"""The exception hierarchy of safes-framework: every error the library raises on purpose."""
+"""The exception and warning hierarchy of safes-framework: what the library raises on purpose."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ class PluginError(SafesError):
     """A plugin could not be loaded, registered or found."""
 
 
+class ExecutorError(SafesError):
+    """A sweep's executor lost every unit it was given (the first worker's error says why)."""
+
+
 class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
@@ -101,3 +105,18 @@ class FairnessStageError(ReleaseKeptError):
 class MetricsStageError(ReleaseKeptError):
     """A metric failed after the release was made; `release` is complete (with the metrics
     that succeeded). Metrics are an evaluation, not part of the release."""
+
+class SafesWarning(UserWarning):
+    """Root of the warnings issued on purpose by safes-framework."""
+
+
+class PrivacyWarning(SafesWarning):
+    """A setting is legal but weakens the guarantee (e.g. delta of the order of 1/n)."""
+
+
+class PluginWarning(SafesWarning):
+    """A third-party plugin failed to load or register and was disabled."""
+
+
+class SmallTableWarning(SafesWarning):
+    """The sensitive table is too small for a release to carry information (one record)."""

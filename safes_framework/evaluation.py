@@ -353,9 +353,15 @@ def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
 # -- one repeat -----------------------------------------------------------------------------------
 
 
+#: Longest failure reason stored (the text is cut at a word boundary beyond it).
+REASON_CHARS = 2000
+
+
 def _reason(stage: str, exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{stage}: {type(exc).__name__}: {text}"[:1000]
+    text = f"{stage}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    if len(text) <= REASON_CHARS:
+        return text
+    return text[: text.rfind(" ", 0, REASON_CHARS - 2)] + " …"
 
 
 def run_unit(unit: Unit, *, strict: bool = False) -> list[dict[str, Any]]:

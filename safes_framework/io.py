@@ -23,15 +23,20 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
 
     With a `schema`, CSV columns it declares categorical with string categories are read as
     strings (so that a category such as "007" is not read as the number 7); Parquet keeps
-    the types it stores.
+    the types it stores. A CSV header that names a column twice is refused (pandas would
+    silently rename the second one `name.1`).
 
     Raises:
         ConfigError: unknown suffix, missing or unreadable file, or no Parquet engine.
+        DataError: a column name appears twice in the header.
     """
+    from .schema import check_unique_columns
+
     path = check_table_path(path)
     name = path.name.lower()
     try:
         if name.endswith(CSV_SUFFIXES):
+            check_unique_columns(_csv_header(path), source=f"the header of {path}")
             dtype = None
             if schema is not None:
                 from .schema import Categorical
@@ -53,6 +58,16 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"cannot read input table {str(path)!r}: {exc}") from None
     raise AssertionError("unreachable: check_table_path accepts known suffixes only")
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The raw column names of a CSV file (gzip-compressed or not), as written."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as fh:  # type: ignore[operator]
+        return next(csv.reader(fh), [])
 
 
 def check_table_path(path: str | os.PathLike[str]) -> Path:

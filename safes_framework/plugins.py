@@ -5,14 +5,18 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 import threading
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .base import FairnessTransformer, Metric, Synthesizer
-from .errors import PluginError
+from .errors import PluginError, PluginWarning
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -33,26 +37,68 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "safes_plugins.fairness.reweighing",
 )
 
+#: Environment variable naming plugins to skip (comma-separated entry-point or module names).
+DISABLE_ENV = "SAFES_DISABLE_PLUGINS"
+
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class UnavailablePlugin:
+    """A plugin that is installed but not in use.
+
+    Attributes:
+        name: its entry-point name (or module name, for a built-in).
+        origin: where it comes from ("entry point (distribution)", "built-in").
+        status: "broken" (it failed to load or to register) or "disabled" (skipped on request).
+        reason: why, in one line.
+    """
+
+    name: str
+    origin: str
+    status: str
+    reason: str
+
+
+def disabled_from_env() -> frozenset[str]:
+    """The plugin names listed in $SAFES_DISABLE_PLUGINS."""
+    return frozenset(n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip())
 
 
 class PluginManager:
     """A typed facade over pluggy's manager: one method per hook, lazily built registries.
 
+    A third-party plugin (entry point) that fails to import, or whose registration hook
+    raises, disables only itself: a `PluginWarning` names it and the reason, `unavailable()`
+    lists it, and everything else keeps working. A built-in that fails to import, or a plugin
+    registered at run time whose hook fails, raises `PluginError` (the installation, or the
+    calling code, is broken).
+
     Args:
         load_entrypoints: also load third-party plugins from the `safes_framework`
             entry-point group.
         builtins: module names of the built-in plugins (default `DEFAULT_PLUGINS`).
+        disabled: entry-point or module names to skip without importing them (default: those
+            in $SAFES_DISABLE_PLUGINS).
     """
 
     def __init__(
-        self, *, load_entrypoints: bool = True, builtins: tuple[str, ...] = DEFAULT_PLUGINS
+        self,
+        *,
+        load_entrypoints: bool = True,
+        builtins: tuple[str, ...] = DEFAULT_PLUGINS,
+        disabled: Iterable[str] | None = None,
     ) -> None:
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._registries: dict[str, Registry[Any]] = {}
         self._origins: dict[str, str] = {}
+        self._unavailable: dict[str, UnavailablePlugin] = {}
+        self._disabled = frozenset(disabled_from_env() if disabled is None else disabled)
         for modname in builtins:
+            if modname in self._disabled:
+                self._skip(modname, "built-in")
+                continue
             try:
                 module = importlib.import_module(modname)
             except Exception as exc:
@@ -61,25 +107,56 @@ class PluginManager:
         if load_entrypoints:
             self._load_entrypoints()
 
+    def _skip(self, name: str, origin: str) -> None:
+        self._unavailable[name] = UnavailablePlugin(
+            name, origin, "disabled", f"disabled by {DISABLE_ENV}"
+        )
+
+    def _break(self, name: str, reason: str) -> None:
+        """Disable a third-party plugin that failed, and say so once."""
+        reason = " ".join(reason.split())
+        self._unavailable[name] = UnavailablePlugin(name, self.origin(name), "broken", reason)
+        warnings.warn(
+            f"plugin {name!r} ({self.origin(name)}) is disabled: {reason}; everything else "
+            f"works (skip it with {DISABLE_ENV}={name} or `safes --disable-plugin {name}`)",
+            PluginWarning,
+            stacklevel=4,
+        )
+
     def _load_entrypoints(self) -> None:
         for ep in importlib.metadata.entry_points(group=PROJECT):
             if self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
                 continue
             dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+            origin = f"entry point ({dist})"
+            if ep.name in self._disabled:
+                self._skip(ep.name, origin)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {ep.name!r} (entry point {ep.value!r} of distribution {dist!r}) "
-                    f"failed to load: {exc!r}"
-                ) from exc
-            self.register(plugin, name=ep.name, origin=f"entry point ({dist})")
+                logger.debug("plugin %r failed to load", ep.name, exc_info=True)
+                self._origins[ep.name] = origin
+                self._break(
+                    ep.name, f"entry point {ep.value!r} of distribution {dist!r} failed to "
+                    f"load: {exc!r}"
+                )
+                continue
+            try:
+                self.register(plugin, name=ep.name, origin=origin)
+            except PluginError as exc:  # e.g. a hook implementation with wrong arguments
+                self._origins[ep.name] = origin
+                self._break(ep.name, str(exc))
+
+    def unavailable(self) -> list[UnavailablePlugin]:
+        """Plugins that are installed but not in use (broken or disabled), by name."""
+        return [self._unavailable[n] for n in sorted(self._unavailable)]
 
     def register(self, plugin: object, *, name: str | None = None, origin: str = "runtime") -> str:
         """Register a plugin object (module or instance with `@hookimpl` methods)."""
         try:
             registered = self._pm.register(plugin, name=name)
-        except ValueError as exc:
+        except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is blocked")
@@ -107,16 +184,32 @@ class PluginManager:
             # Call each implementation on its own, in registration order (built-ins first), so
             # the registry knows every entry's origin.
             for impl in caller.get_hookimpls():
+                name = impl.plugin_name
                 try:
-                    impl.function(register=registry._for_plugin(impl.plugin_name))
-                except PluginError:
-                    raise
+                    impl.function(register=registry._for_plugin(name))
                 except Exception as exc:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} failed in {hook}: {exc!r}"
-                    ) from exc
+                    if not self.origin(name).startswith("entry point"):
+                        if isinstance(exc, PluginError):
+                            raise
+                        raise PluginError(f"plugin {name!r} failed in {hook}: {exc!r}") from exc
+                    logger.debug("plugin %r failed in %s", name, hook, exc_info=True)
+                    self._disable_loaded(name, f"failed in {hook}: {exc}", registry)
+            registry.unavailable = self._unavailable_note()
             self._registries[hook] = registry
         return self._registries[hook]
+
+    def _disable_loaded(self, name: str, reason: str, building: Registry[Any]) -> None:
+        """Take a loaded third-party plugin out: its entries, its hooks."""
+        building._discard(name)
+        for registry in self._registries.values():
+            registry._discard(name)
+        self._pm.unregister(name=name)
+        self._break(name, reason)
+        for registry in self._registries.values():
+            registry.unavailable = self._unavailable_note()
+
+    def _unavailable_note(self) -> str:
+        return "; ".join(f"{u.name} ({u.status}: {u.reason})" for u in self.unavailable())
 
     @property
     def synthesizers(self) -> Registry[Synthesizer]:

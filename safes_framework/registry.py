@@ -44,6 +44,8 @@ class Registry(Generic[T]):
         self.base = base
         self._entries: dict[str, Entry[T]] = {}
         self._plugin = "<direct>"
+        #: Installed plugins that are not in use, with why (named when a lookup fails).
+        self.unavailable = ""
 
     def _for_plugin(self, plugin: str) -> Registry[T]:
         self._plugin = plugin
@@ -83,6 +85,11 @@ class Registry(Generic[T]):
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
         self._entries[name] = Entry(name, factory, doc, self._plugin)
 
+    def _discard(self, plugin: str) -> None:
+        """Forget every entry `plugin` registered (it was disabled)."""
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -98,8 +105,9 @@ class Registry(Generic[T]):
     def entry(self, name: str) -> Entry[T]:
         if name not in self._entries:
             installed = ", ".join(self.names()) or "none"
+            note = f"; plugins not in use: {self.unavailable}" if self.unavailable else ""
             raise UnknownPluginError(
-                f"no {self.kind} named {name!r}; installed {self.kind}s: {installed}"
+                f"no {self.kind} named {name!r}; installed {self.kind}s: {installed}{note}"
             )
         return self._entries[name]
 

@@ -6,8 +6,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import pandas as pd
 
 from .base import MetricResult
 from .errors import ConfigError
+from .outputs import staged_directory, staged_file
 from .schema import Continuous, Schema
 
 _VERSIONED = (
@@ -291,13 +290,16 @@ class Release:
         into place together, so an error never leaves a half-written release. Weights, if any,
         are a `weight` column of `release.csv`. `extra` is merged into `run.json` (public
         settings such as the dataset's name; never a seed or a statistic of the real table).
+
+        The temporary directory is `out`'s sibling `.safes-partial-<host>-<pid>-...`
+        (`outputs.staged_directory`); one left by a process killed while saving is removed by
+        the next save into the same parent directory.
+
+        Raises:
+            ConfigError: `out` is not empty (without `overwrite`), is a file, or cannot be
+                created.
         """
-        out = Path(out)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(f"output directory {str(out)!r} is not empty (pass overwrite)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".safes-", dir=out.parent))
-        try:
+        with staged_directory(out, overwrite=overwrite) as tmp:
             table = self.data
             if self.weights is not None:
                 table = table.assign(weight=self.weights)
@@ -306,12 +308,7 @@ class Release:
             (tmp / "run.json").write_text(
                 json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2)
             )
-            out.mkdir(exist_ok=True)
-            for f in RELEASE_FILES:
-                os.replace(tmp / f, out / f)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return Path(out)
 
     def save_evaluation(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write metrics and timings to the JSON file `path`, marked as not private.
@@ -320,17 +317,8 @@ class Release:
         real table.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise ConfigError(f"evaluation file {str(path)!r} exists (pass overwrite)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".safes-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.evaluation_record(), fh, indent=2)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with staged_file(path, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(self.evaluation_record(), indent=2))
         return path
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .evaluation import KINDS, RESEARCH_NOTE
+from .outputs import check_output_dir
 from .sweeps import read_results
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,19 @@ HEADLINE: tuple[tuple[str, str], ...] = (
 )
 
 _STATS = ("n", "mean", "std", "min", "max")
+
+#: What the failures section of a dataset says when no cell failed.
+NO_FAILURES = "No failure recorded."
+
+
+@dataclass
+class Section:
+    """One section of the HTML page: a heading, and a paragraph, a table or images."""
+
+    name: str
+    table: pd.DataFrame | None = None
+    text: str = ""
+    images: list[Path] = field(default_factory=list)
 
 
 def _matplotlib() -> Any:
@@ -102,18 +117,18 @@ def failures(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _reasons(reasons: pd.Series) -> str:
-    """The most frequent kinds of failure ("stage: ExceptionType") with counts and an example."""
+    """The most frequent kinds of failure ("stage: ExceptionType") with counts and an example.
+
+    The example is the whole stored reason: its end is often the useful part (TOT's smallest
+    feasible eta), so it is never cut.
+    """
     kinds = reasons.str.split(": ", n=2).str[:2].str.join(": ")
     out = []
     for kind, n in kinds.value_counts().head(3).items():
         example = reasons[kinds == kind].iloc[0]
-        detail = example[len(kind) + 2 :]
-        out.append(f"{n}x {kind}" + (f" (e.g. {_short(detail)})" if detail else ""))
+        detail = " ".join(example[len(kind) + 2 :].split())
+        out.append(f"{n}x {kind}" + (f" (e.g. {detail})" if detail else ""))
     return "; ".join(out)
-
-
-def _short(reason: str, width: int = 140) -> str:
-    return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 
 def headline_keys(
@@ -291,10 +306,10 @@ def write_report(
     Returns:
         The path of report.md.
     """
+    out = check_output_dir(out, overwrite=True)  # a report directory is rewritten
     rows = results if isinstance(results, pd.DataFrame) else read_results(results)
     if rows.empty:
         raise ConfigError("the results hold no complete cell yet; nothing to report")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     fails = failures(rows)
@@ -318,7 +333,7 @@ def write_report(
         f"{RESEARCH_NOTE}.",
         "",
     ]
-    sections: list[tuple[str, pd.DataFrame | None, list[Path]]] = []
+    sections: list[Section] = []
     for d in datasets:
         utility = [
             k for k in chosen[d] if k[0] not in ("mean_outcome_difference", "model_fairness")
@@ -329,11 +344,12 @@ def write_report(
             if part:
                 table = wide_table(summary, d, part)
                 md += [f"### {d}: {name.lower()}", "", markdown_table(table), ""]
-                sections.append((f"{d}: {name.lower()}", table, []))
+                sections.append(Section(f"{d}: {name.lower()}", table))
         f = fails[(fails["dataset"] == d) & (fails["failed"] > 0)]
         md += [f"### {d}: failures", ""]
         if f.empty:
-            md += ["No failure recorded.", ""]
+            md += [NO_FAILURES, ""]
+            sections.append(Section(f"{d}: failures", text=NO_FAILURES))
         else:
             ft = pd.DataFrame(
                 {
@@ -349,7 +365,7 @@ def write_report(
                 }
             )
             md += [markdown_table(ft), ""]
-            sections.append((f"{d}: failures", ft, []))
+            sections.append(Section(f"{d}: failures", ft))
         if d in figs and figs[d]:
             rel = [p.relative_to(out) for p in figs[d]]
             md += [f"![{d}]({rel[0].as_posix()})", ""]
@@ -359,7 +375,7 @@ def write_report(
                     + ", ".join(f"[{p.stem.split('__', 1)[-1]}]({p.as_posix()})" for p in rel[1:]),
                     "",
                 ]
-            sections.append((f"{d}: figures", None, [figs[d][0]]))
+            sections.append(Section(f"{d}: figures", images=[figs[d][0]]))
     path = out / "report.md"
     path.write_text("\n".join(md))
     if html_page:
@@ -367,12 +383,25 @@ def write_report(
     return path
 
 
+def _inline(text: str) -> str:
+    """HTML of one line of the report's Markdown: escaped, with `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick stays literal
+        parts[-2] += "`" + parts.pop()
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_inline(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline(str(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _write_html(
-    path: Path,
-    title: str,
-    intro: str,
-    sections: list[tuple[str, pd.DataFrame | None, list[Path]]],
-    base: Path,
+    path: Path, title: str, intro: str, sections: list[Section], base: Path
 ) -> None:
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -380,13 +409,15 @@ def _write_html(
         "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
         "</style>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(intro)}</p>",
+        f"<p>{_inline(intro)}</p>",
     ]
-    for name, table, images in sections:
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        if table is not None:
-            parts.append(table.to_html(index=False, escape=True))
-        for img in images:
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.name)}</h2>")
+        if section.text:
+            parts.append(f"<p>{_inline(section.text)}</p>")
+        if section.table is not None:
+            parts.append(_table_html(section.table))
+        for img in section.images:
             parts.append(f"<img src='{html.escape(img.relative_to(base).as_posix())}'>")
     path.write_text("\n".join(parts))
 
@@ -424,6 +455,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = (
         Path(args.out) if args.out else (results if results.is_dir() else results.parent) / "report"
     )
+    check_output_dir(out, overwrite=True)  # before reading anything
     path = write_report(
         results,
         out,

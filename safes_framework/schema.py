@@ -439,22 +439,49 @@ Column = Categorical | Integer | Continuous | QuantileBinned
 
 
 def _numeric(name: str, values: pd.Series) -> np.ndarray:
-    if values.dtype == bool or not (
-        pd.api.types.is_numeric_dtype(values.dtype) or values.dtype == object
-    ):
+    """The numbers of a column; DtypeError naming the first value that is not one."""
+    dtype = values.dtype
+    textual = pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+    if pd.api.types.is_bool_dtype(dtype) or not (pd.api.types.is_numeric_dtype(dtype) or textual):
         raise DtypeError(
-            f"column {name!r}: dtype {values.dtype} cannot hold numbers "
+            f"column {name!r}: dtype {dtype} cannot hold numbers "
             f"(first value {_py(values.iloc[0])!r})",
             column=name,
             value=_py(values.iloc[0]),
         )
-    try:
-        return np.asarray(values.to_numpy(dtype=np.float64 if values.dtype == object else None))
-    except (TypeError, ValueError):
-        value = next(v for v in values if not isinstance(v, (int, float, np.number)))
+    if not textual:
+        if isinstance(dtype, np.dtype):
+            return values.to_numpy()
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable extension dtypes
+    # Text or objects: each value must be a number or a string that reads as one (a CSV
+    # column with one stray word is read as text); name the first that is neither.
+    objects = values.to_numpy(dtype=object)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in objects), bool, len(objects))
+    bad = flags | (np.isnan(numbers) & values.notna().to_numpy())
+    if bad.any():
+        value = _py(objects[np.flatnonzero(bad)[0]])
         raise DtypeError(
             f"column {name!r}: value {value!r} is not a number", column=name, value=value
-        ) from None
+        )
+    return numbers
+
+
+def check_unique_columns(names: Iterable[object], source: str = "the table") -> None:
+    """Raise a DataError naming the first column name that occurs twice in `names`.
+
+    Pandas renames a repeated CSV header (`age`, `age.1`), so readers call this on the raw
+    header; `Schema.encode` calls it on a frame's columns.
+    """
+    seen: set[str] = set()
+    for name in names:
+        key = str(name)
+        if key in seen:
+            raise DataError(
+                f"column {key!r} appears twice in {source}; give every column its own name",
+                column=key,
+            )
+        seen.add(key)
 
 
 _TOP_KEYS = ("columns", "protected", "label", "favorable", "privileged", "description", "draft")
@@ -684,6 +711,7 @@ class Schema:
         """
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        check_unique_columns(df.columns)
         missing = [n for n in self.names if n not in df.columns]
         if missing:
             raise MissingColumnError(

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..evaluation import (
     RESEARCH_NOTE,
 )
+from ..outputs import check_output_dir
 from .config import EXECUTORS, FORMATS, SweepConfig
 from .running import run_sweep
 from .summary import _ProgressLine
@@ -129,6 +130,7 @@ def build_sweep_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, overwrite=True)  # an existing sweep directory is resumed
     config = config_from_args(args)
     printer = None if args.quiet else _ProgressLine(sys.stderr)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -133,6 +134,8 @@ class SweepConfig:
             if "eta_param" in fair:
                 ep = fair.pop("eta_param")
                 proto["eta_param"] = None if ep in (None, "none", "") else str(ep)
+            elif proto["fairness"] is not None:
+                proto["eta_param"] = default_eta_param(proto["fairness"])
             proto["fairness_params"] = fair
         if "metrics" in data:
             proto["metrics"] = _metric_specs(data["metrics"], source)
@@ -315,10 +318,30 @@ class SweepConfig:
         """A copy with grid fields and protocol fields (by name) replaced; checked."""
         proto_fields = set(Protocol.__dataclass_fields__)
         proto = {k: v for k, v in changes.items() if k in proto_fields}
+        if proto.get("fairness") is not None and "eta_param" not in proto:
+            proto["eta_param"] = default_eta_param(proto["fairness"])
         grid = {k: v for k, v in changes.items() if k not in proto_fields}
         config = replace(self, protocol=replace(self.protocol, **proto), **grid)
         config.check_grid()
         return config
+
+
+def default_eta_param(fairness: str) -> str | None:
+    """The parameter that receives eta when a config names a transformer but no `eta_param`:
+    "eta" when the registered transformer accepts one (or is not installed: validation then
+    says so), None for a transformer without a bound (reweighing)."""
+    from ..plugins import get_plugin_manager
+
+    registry = get_plugin_manager().fairness_transformers
+    if fairness not in registry:
+        return "eta"
+    try:
+        params = inspect.signature(registry.entry(fairness).factory).parameters.values()
+    except (TypeError, ValueError):
+        return "eta"
+    if any(p.name == "eta" or p.kind is p.VAR_KEYWORD for p in params):
+        return "eta"
+    return None
 
 
 def _only(data: Mapping[str, Any], allowed: Sequence[str], source: str, table: str) -> None:

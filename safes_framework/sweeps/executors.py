@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+import pickle
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -26,9 +33,15 @@ def _run_serial(units: Sequence[Unit], strict: bool) -> Iterator[tuple[Unit, Any
 def _run_local(
     units: Sequence[Unit], workers: int | None, strict: bool
 ) -> Iterator[tuple[Unit, Any]]:
+    _refuse_while_bootstrapping()
     ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
     # each worker limits itself to one BLAS thread on its first unit (evaluation.run_unit)
-    pool = cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx)
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(os.getpid(), _picklable(warnings.showwarning)),
+    )
     try:
         futures = {pool.submit(run_unit, u, strict=strict): u for u in units}
         for fut in cf.as_completed(futures):
@@ -41,6 +54,63 @@ def _run_local(
                 yield unit, exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _refuse_while_bootstrapping() -> None:
+    """A spawned worker re-imports the main script; one without a `__main__` guard would
+    start a pool of its own there. Say what to do instead of multiprocessing's riddle."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            "run_sweep was called while a worker process was importing the main script: "
+            "a script that runs a sweep on the local executor must call it under "
+            '`if __name__ == "__main__":` (worker processes import the script)'
+        )
+
+
+#: Seconds between a worker's checks that its parent is still alive.
+PARENT_POLL_SECONDS = 1.0
+#: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _picklable(fn: Callable[..., None]) -> Callable[..., None] | None:
+    try:
+        pickle.dumps(fn)
+    except Exception:
+        return None
+    return fn
+
+
+def _worker_init(parent: int, showwarning: Callable[..., None] | None) -> None:
+    """Set up a pool worker: exit when the driver dies, show warnings the way it does.
+
+    A driver killed outright (SIGKILL, the out-of-memory killer) cannot stop its workers; each
+    worker therefore asks the kernel for SIGKILL when its parent dies (Linux
+    `PR_SET_PDEATHSIG`) and, on every platform, watches its parent id from a daemon thread.
+    Once the workers are gone, multiprocessing's resource tracker sees its last client close
+    and exits too.
+    """
+    if showwarning is not None:
+        warnings.showwarning = showwarning
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; polling the parent only")
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="safes-parent-watch", daemon=True).start()
 
 
 def _run_dask(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ExecutorError
 from ..evaluation import (
     Unit,
     cell_key,
 )
+from ..outputs import check_output_dir
 from .config import EXECUTORS, SweepConfig
 from .executors import _run_dask, _run_local, _run_serial
 from .store import ResultStore
@@ -56,6 +58,7 @@ def run_sweep(
     Returns:
         The summary. Interrupting (Ctrl-C) stores what finished, then re-raises.
     """
+    check_output_dir(out, overwrite=True)  # an existing sweep directory is resumed
     if executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
     if workers is not None and workers < 1:
@@ -82,9 +85,11 @@ def run_sweep(
     buffer: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     pending = 0
+    first_loss: BaseException | None = None
     try:
         for unit, result in stream:
             if isinstance(result, BaseException):
+                first_loss = first_loss or result
                 summary.units_lost += 1
                 summary.errors.append(f"{unit.label}: {type(result).__name__}: {result}")
                 logger.error("sweep: %s was lost: %s", unit.label, result)
@@ -108,7 +113,25 @@ def run_sweep(
         close = getattr(stream, "close", None)
         if close is not None:
             close()
+    if summary.units_lost and not summary.units_done:
+        raise ExecutorError(_all_lost(summary, executor)) from first_loss
     return summary
+
+
+def _all_lost(summary: SweepSummary, executor: str) -> str:
+    """The message of a sweep whose every unit was lost: the first error, and a likely cause."""
+    message = (
+        f"every unit was lost by the {executor} executor ({summary.units_lost} of "
+        f"{summary.units_planned}); the first: {summary.errors[0]}"
+    )
+    main = sys.modules.get("__main__")
+    if executor == "local" and getattr(main, "__file__", None):
+        message += (
+            f"; if {main.__file__} is a script, call run_sweep under "  # type: ignore[union-attr]
+            '`if __name__ == "__main__":` (each worker process imports the script; its '
+            "error is on stderr)"
+        )
+    return message
 
 
 def _all_cells(config: SweepConfig) -> set[str]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +17,27 @@ import pytest
 from thirdparty_synth import IndependentMarginals
 
 import safes_framework
-from safes_framework import FairnessOutput, FairnessTransformer, SafesChain, Schema, hookimpl
+from safes_framework import (
+    FairnessOutput,
+    FairnessTransformer,
+    SafesChain,
+    Schema,
+    hookimpl,
+    outputs,
+)
 from safes_framework.base import StageContext, Synthesizer
 from safes_framework.chain import ASSUMPTIONS, ESTIMATED_SIZE, SEED_ASSUMPTION, apply_fairness
-from safes_framework.errors import BudgetExceededError, ConfigError, DomainError
+from safes_framework.errors import (
+    BudgetExceededError,
+    ConfigError,
+    DomainError,
+    PrivacyWarning,
+    SmallTableWarning,
+)
+from safes_framework.outputs import PARTIAL_PREFIX
 from safes_framework.plugins import PluginManager
 from safes_framework.primitives import PrivateTable
+from safes_framework.testing import toy_table
 
 
 class Spy(FairnessTransformer):
@@ -423,3 +442,68 @@ def test_a_failed_metric_keeps_the_complete_release(table: pd.DataFrame, schema:
     assert release.run.fairness == "spy" and release.weights is not None
     assert set(release.metrics) == {"mean_outcome_difference"}
     assert release.privacy.epsilon == pytest.approx(1.0, abs=1e-6)
+
+
+def test_delta_not_below_one_over_the_estimated_n_warns(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=0.01)
+    with pytest.warns(PrivacyWarning, match=r"delta=0.01 is not below 1/n") as record:
+        release = SafesChain(synth).run(table, schema)
+    # n in the message is the DP estimate (the release size), not the table's exact size
+    assert f"n ~ {len(release.data):,}" in str(record[0].message)
+    synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PrivacyWarning)
+        SafesChain(synth, seed=0).run(table, schema)
+
+
+def test_a_one_record_table_warns_before_any_spend(schema: Schema) -> None:
+    seen: list[list[warnings.WarningMessage]] = []
+    warned_at_spend: list[bool] = []
+
+    class Watch:
+        @hookimpl
+        def safes_privacy_spent(self, run: object, entry: object) -> None:
+            warned_at_spend.append(any(w.category is SmallTableWarning for w in seen[0]))
+
+    pm = PluginManager(load_entrypoints=False)
+    pm.register(Watch(), name="watch")
+    synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-9)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        seen.append(record)
+        SafesChain(synth, seed=0, plugin_manager=pm).run(toy_table(1, seed=2), schema)
+    [small] = [w for w in record if w.category is SmallTableWarning]
+    assert "single record" in str(small.message) and small.filename == __file__
+    assert warned_at_spend and all(warned_at_spend)
+
+
+def test_save_leaves_no_staging_folder_and_cleans_a_dead_writers(
+    table: pd.DataFrame, schema: Schema, tmp_path: Path
+) -> None:
+    synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-9)
+    release = SafesChain(synth, seed=0).run(table, schema)
+    dead = _dead_pid()
+    stale = tmp_path / f"{PARTIAL_PREFIX}{outputs._host()}-{dead}-abc"
+    stale.mkdir()
+    (stale / "release.csv").write_text("sex,race\n0,")
+    alive = tmp_path / f"{PARTIAL_PREFIX}{outputs._host()}-{os.getppid()}-abc"
+    alive.mkdir()
+    elsewhere = tmp_path / f"{PARTIAL_PREFIX}otherhost-{dead}-abc"
+    elsewhere.mkdir()
+    release.save(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out", alive.name, elsewhere.name]
+    )
+    with pytest.raises(ConfigError, match="not empty"):
+        release.save(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out", alive.name, elsewhere.name]
+    )
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from safes_framework import Schema
 from safes_framework.cli import main
+from safes_framework.plugins import DISABLE_ENV, reset_plugin_manager
 
 
 @pytest.fixture
@@ -284,10 +287,10 @@ def test_an_unwritable_out_fails_before_any_data_is_read(
     (tmp_path / "file").write_text("x")
     base = ["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1"]
     assert main([*base, "--out", str(tmp_path / "file")]) == 2
-    assert "exists as a file" in capsys.readouterr().err
+    assert "exists and is not a directory" in capsys.readouterr().err
     monkeypatch.setattr("safes_framework.outputs.os.access", lambda p, mode: False)
     assert main([*base, "--out", str(tmp_path / "new")]) == 2
-    assert "not writable (read-only)" in capsys.readouterr().err
+    assert "is not writable" in capsys.readouterr().err
     monkeypatch.undo()
     _forbid_reading_data(monkeypatch)
     assert main([*base, "--metric", "model_utility", "--evaluation",
@@ -332,3 +335,190 @@ def test_infeasible_fairness_keeps_the_dp_release_and_safes_fair_reapplies_it(
     assert "must differ" in capsys.readouterr().err
     assert main(["fair", str(tmp_path), "--fairness", "tot", "--out", str(tmp_path / "x")]) == 2
     assert "not a release directory" in capsys.readouterr().err
+
+
+def _code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse
+        return int(exc.code or 0)
+
+
+def test_no_arguments_prints_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: safes") and "run" in err and "sweep" in err
+
+
+def test_a_repeated_csv_column_is_refused_naming_it(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[0] + ",edu"] + [x + ",1" for x in lines[1:]]) + "\n")
+    out = tmp_path / "o"
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "column 'edu' appears twice" in err
+    assert not out.exists()
+
+
+def test_a_word_in_a_number_column_is_the_value_named(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    df = pd.read_csv(data)
+    df["edu"] = df["edu"].astype(str)
+    df.loc[7, "edu"] = "forty"
+    df.to_csv(data, index=False)
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "safes: error: column 'edu': value 'forty' is not a number"
+
+
+def test_warnings_are_one_safes_warning_line(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    pd.read_csv(data).assign(note=1).to_csv(data, index=False)
+    code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                 "--delta", "0.01", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 0
+    assert "safes: warning: columns ['note'] are not declared in the schema and are ignored" in err
+    assert any(line.startswith("safes: warning: delta=0.01 is not below 1/n") for line in err)
+    assert not any("Warning:" in line or ".py:" in line for line in err), err
+
+
+def test_ctrl_c_in_run_ends_in_one_line_and_writes_nothing(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, spec = inputs
+    out = tmp_path / "o"
+    with patch("safes_framework.chain.SafesChain.run", side_effect=KeyboardInterrupt):
+        code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                     "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and len(err.splitlines()) == 1 and err.startswith("safes: interrupted")
+    assert not out.exists()
+
+
+def _commands(out: Path, tmp_path: Path) -> dict[str, list[str]]:
+    results = tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    return {
+        "run": ["run", "--dataset", "compas", "--epsilon", "1", "--quiet", "--out", str(out)],
+        "sweep": ["sweep", "--dataset", "compas", "--repeats", "1", "--quiet", "--out", str(out)],
+        "report": ["report", str(results), "--out", str(out)],
+    }
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "report"])
+@pytest.mark.parametrize("case", ["a file", "inside a file"])
+def test_a_bad_out_is_one_line_and_exit_2_before_any_work(
+    command: str, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory\n")
+    out = blocker if case == "a file" else blocker / "sub" / "out"
+    with patch("safes_framework.datasets.load", side_effect=AssertionError("work started")):
+        code = main(_commands(out, tmp_path)[command])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("safes: error: ") and str(blocker) in err
+    assert blocker.read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "report"])
+def test_a_read_only_out_is_one_line_and_exit_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    real_access = os.access
+
+    def access(path: object, mode: int) -> bool:
+        # root may write anywhere: answer as the kernel answers everybody else (and root on a
+        # read-only mount)
+        if Path(str(path)) == locked and mode & os.W_OK:
+            return False
+        return real_access(path, mode)  # type: ignore[arg-type]
+
+    try:
+        with patch("safes_framework.outputs.os.access", access), patch(
+            "safes_framework.datasets.load", side_effect=AssertionError("work started")
+        ):
+            code = main(_commands(locked / "out", tmp_path)[command])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "is not writable" in err and str(locked) in err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def _broken_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "safes_broken.py").write_text("raise ImportError('no numpy here')\n")
+    dist = tmp_path / "safes_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: safes_broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[safes_framework]\nsafes_broken = safes_broken\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    reset_plugin_manager()
+
+
+def test_a_broken_plugin_is_listed_and_the_rest_works(
+    inputs: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "site").mkdir()
+    _broken_plugin(tmp_path / "site", monkeypatch)
+    try:
+        assert main(["plugins"]) == 0
+        captured = capsys.readouterr()
+        broken = [line for line in captured.out.splitlines() if line.startswith("broken")]
+        assert len(broken) == 1 and "safes_broken" in broken[0] and "no numpy here" in broken[0]
+        assert "mst" in captured.out
+        assert captured.err.startswith("safes: warning: plugin 'safes_broken'")
+        data, spec = inputs
+        code = main(["run", "--data", str(data), "--schema", str(spec), "--epsilon", "1",
+                     "--out", str(tmp_path / "o"), "--quiet"])
+        assert code == 0 and (tmp_path / "o" / "release.csv").exists()
+        capsys.readouterr()
+        # the documented switch: skipped, listed as disabled, no warning
+        assert main(["--disable-plugin", "safes_broken", "plugins", "--json"]) == 0
+        captured = capsys.readouterr()
+        rows = json.loads(captured.out)
+        assert {"kind": "disabled", "name": "safes_broken"}.items() <= rows[-1].items()
+        assert os.environ[DISABLE_ENV] == "safes_broken" and captured.err == ""
+    finally:
+        reset_plugin_manager()
+
+
+@pytest.mark.slow
+def test_sigint_during_run_ends_in_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safes_framework.cli", "run", "--dataset", "adult-full",
+         "--synthesizer", "aim", "--epsilon", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # wait until the synthesizer is at work
+        lines.append(line)
+        if line.startswith("[synthesizer] ") and "started" not in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "Traceback" not in rest
+    assert rest.strip().splitlines()[-1].startswith("safes: interrupted; a release is written")
+    assert not out.exists() or list(out.iterdir()) == []

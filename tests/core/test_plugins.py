@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,13 @@ from thirdparty_synth import IndependentMarginals
 import safes_framework
 from safes_framework import SafesChain, hookimpl
 from safes_framework.base import FairnessTransformer, Synthesizer
-from safes_framework.errors import ConfigError, PluginError, UnknownPluginError
-from safes_framework.plugins import DEFAULT_PLUGINS, PluginManager
+from safes_framework.errors import ConfigError, PluginError, PluginWarning, UnknownPluginError
+from safes_framework.plugins import (
+    DEFAULT_PLUGINS,
+    DISABLE_ENV,
+    PluginManager,
+    reset_plugin_manager,
+)
 from safes_framework.registry import Registry
 from safes_framework.testing import toy_schema, toy_table
 
@@ -126,18 +133,138 @@ def test_third_party_plugin_through_entry_point(
     sys.modules.pop("safes_thirdparty", None)
 
 
-def test_broken_entry_point_names_plugin_and_distribution(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def fresh_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process-wide manager rebuilt for this test (and again after it)."""
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+def _broken_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_distribution(
         tmp_path, "safes_broken", "raise ImportError('no numpy here')\n", "safes_broken"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(
-        PluginError, match="plugin 'safes_broken'.*distribution 'safes_broken'.*no numpy here"
+    monkeypatch.delitem(sys.modules, "safes_broken", raising=False)
+
+
+def test_broken_entry_point_disables_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_manager: None
+) -> None:
+    _broken_distribution(tmp_path, monkeypatch)
+    with pytest.warns(
+        PluginWarning, match="plugin 'safes_broken'.*distribution 'safes_broken'.*no numpy here"
     ):
-        PluginManager()
-    sys.modules.pop("safes_broken", None)
+        synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-6)  # the Python API
+    release = SafesChain(synth, seed=0).run(toy_table(200), toy_schema())
+    assert release.privacy.epsilon <= 1.0
+    [broken] = safes_framework.get_plugin_manager().unavailable()
+    assert (broken.name, broken.status) == ("safes_broken", "broken")
+    assert broken.origin == "entry point (safes_broken)" and "no numpy here" in broken.reason
+    with pytest.raises(UnknownPluginError, match="not in use: safes_broken .broken: .*numpy"):
+        safes_framework.synthesizer("nope", epsilon=1.0, delta=1e-6)
+
+
+def test_plugin_failing_in_its_registration_hook_is_disabled_with_its_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "safes_halfway",
+        """
+        from safes_framework import hookimpl
+        from thirdparty_synth import IndependentMarginals
+
+        @hookimpl
+        def safes_register_synthesizers(register):
+            register.add("halfway", IndependentMarginals)
+            raise RuntimeError("config file missing")
+
+        @hookimpl
+        def safes_register_metrics(register):
+            raise AssertionError("never called: the plugin is out by then")
+        """,
+        "safes_halfway",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = PluginManager()
+    with pytest.warns(PluginWarning, match="'safes_halfway'.*config file missing"):
+        names = pm.synthesizers.names()
+    assert "halfway" not in names and "mst" in names
+    assert "mean_outcome_difference" in pm.metrics.names()
+    assert [u.name for u in pm.unavailable()] == ["safes_halfway"]
+    assert "safes_halfway" not in pm.plugin_names()
+    sys.modules.pop("safes_halfway", None)
+
+
+def test_entry_point_with_a_malformed_hook_is_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "safes_malformed",
+        """
+        from safes_framework import hookimpl
+
+        @hookimpl
+        def safes_register_synthesizers(registry):  # the argument is called register
+            pass
+        """,
+        "safes_malformed",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(PluginWarning, match="'safes_malformed'.*registry"):
+        pm = PluginManager()
+    assert "mst" in pm.synthesizers and "safes_malformed" not in pm.plugin_names()
+    sys.modules.pop("safes_malformed", None)
+
+
+def test_entry_point_taking_a_builtin_name_is_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "safes_squatter",
+        """
+        from safes_framework import hookimpl
+        from thirdparty_synth import IndependentMarginals
+
+        @hookimpl
+        def safes_register_synthesizers(register):
+            register.add("mst", IndependentMarginals)
+        """,
+        "safes_squatter",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = PluginManager()
+    with pytest.warns(PluginWarning, match="'mst' is registered twice"):
+        assert pm.synthesizers.entry("mst").plugin == "safes_plugins.synthesizers.mst"
+    sys.modules.pop("safes_squatter", None)
+
+
+def test_disabled_plugin_is_never_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_manager: None
+) -> None:
+    marker = tmp_path / "imported"
+    _fake_distribution(
+        tmp_path,
+        "safes_noisy",
+        f"open({str(marker)!r}, 'w').close()\n",
+        "safes_noisy",
+    )
+    _broken_distribution(tmp_path, monkeypatch)
+    monkeypatch.setenv(DISABLE_ENV, "safes_noisy, safes_broken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a disabled plugin gives no warning
+        pm = safes_framework.get_plugin_manager()
+        assert "mst" in pm.synthesizers
+    assert not marker.exists()
+    assert [(u.name, u.status) for u in pm.unavailable()] == [
+        ("safes_broken", "disabled"),
+        ("safes_noisy", "disabled"),
+    ]
 
 
 def test_broken_builtin_names_module() -> None:

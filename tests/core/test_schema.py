@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from safes_framework import Categorical, Continuous, Integer, Schema
 from safes_framework.errors import (
+    DataError,
     DomainError,
     DtypeError,
     EmptyDataError,
@@ -141,6 +142,10 @@ def test_ordered_categories_are_declared_and_recorded() -> None:
         ("hours", [1.0, 200.0, 3.0], DomainError, "200"),
         ("age", [20.5, 30, 40], DtypeError, "20.5"),
         ("age", ["a", "b", "c"], DtypeError, "'a'"),
+        ("age", ["28", "forty", "30"], DtypeError, "value 'forty' is not"),
+        ("age", pd.Series(["28", "30", "forty"], dtype="str"), DtypeError, "value 'forty'"),
+        ("hours", pd.Series([1.5, "x", 3.0], dtype=object), DtypeError, "value 'x'"),
+        ("age", pd.Series([20, True, 30], dtype=object), DtypeError, "value True"),
         ("race", [0, 2, 1], DomainError, "2"),
         ("race", [0, None, 1], DomainError, "nan"),
     ],
@@ -153,6 +158,21 @@ def test_bad_value_names_column_and_value(
         schema.encode(bad)
     assert repr(column) in str(info.value)
     assert named in str(info.value)
+    assert info.value.column == column
+
+
+def test_numbers_written_as_text_are_read(schema: Schema, frame: pd.DataFrame) -> None:
+    codes = schema.encode(frame.assign(age=pd.Series(["17", "45", "90"], dtype="str")))
+    assert codes["age"].tolist() == [0, 28, 73]
+
+
+@pytest.mark.parametrize("column", ["age", "sex"])
+def test_a_repeated_column_name_is_refused_naming_it(
+    schema: Schema, frame: pd.DataFrame, column: str
+) -> None:
+    twice = pd.concat([frame, frame[[column]]], axis=1)
+    with pytest.raises(DataError, match=f"column '{column}' appears twice") as info:
+        schema.encode(twice)
     assert info.value.column == column
 
 

@@ -12,11 +12,13 @@ from safes_framework.base import MetricInputs
 from safes_framework.errors import ConfigError, InfeasibleError, UnknownPluginError
 from safes_framework.evaluation import (
     PAPER_EPSILONS,
+    REASON_CHARS,
     ROW_COLUMNS,
     MetricSpec,
     Protocol,
     Setting,
     Unit,
+    _reason,
     cell_key,
     derive_seed,
     run_unit,
@@ -202,3 +204,12 @@ def test_protocol_check_names_what_is_installed(fast_plugins: None) -> None:
             synthesizer="mst", fairness=None, metrics=(MetricSpec("t", "tvd", {"orders": [0]}),)
         ).check()
     Protocol(synthesizer="fast-independent", fairness="flip-labels").check([0.1])
+
+
+def test_a_long_failure_reason_is_cut_at_a_word_not_inside_one() -> None:
+    words = " ".join(f"word{i}" for i in range(1000))
+    reason = _reason("fairness", InfeasibleError(words))
+    assert len(reason) <= REASON_CHARS and reason.endswith(" …")
+    assert reason[:-2].split(" ")[-1] in words.split(" ")
+    short = _reason("fairness", InfeasibleError("use eta >= 0.0687507"))
+    assert short == "fairness: InfeasibleError: use eta >= 0.0687507"

@@ -127,3 +127,35 @@ def test_safes_report_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "wrote" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no sweep results" in capsys.readouterr().err
+
+
+LONG_REASON = (
+    "fairness: InfeasibleError: tot: infeasible (HiGHS 1.16.0: Infeasible): no map meets the "
+    "discrimination bound eta=0.05 (difference: |P(y'|d) - P(y'|d')| <= eta) together with the "
+    "excess-distortion bounds clist=[0.99, 1.99, 2.99], dlist=[0.1, 0.05, 0.0]. The "
+    "discrimination constraint binds: with these distortion bounds the smallest feasible eta is "
+    "0.0687507; use eta >= 0.0687507, or raise the non-zero dlist bounds"
+)
+
+
+def test_failure_reasons_are_never_cut(tmp_path: Path) -> None:
+    rows = _rows()
+    rows.loc[rows["status"] == "failed", "reason"] = LONG_REASON
+    write_report(rows, tmp_path, figures=False)
+    tail = "use eta >= 0.0687507, or raise the non-zero dlist bounds"
+    assert tail in (tmp_path / "report.md").read_text()
+    assert tail in pd.read_csv(tmp_path / "failures.csv")["reasons"].str.cat()
+    assert "…" not in (tmp_path / "report.md").read_text()
+
+
+def test_html_has_code_not_backticks_and_says_when_nothing_failed(tmp_path: Path) -> None:
+    rows = _rows()
+    rows.loc[rows["status"] == "failed", "reason"] = "fairness: InfeasibleError: use `eta`"
+    clean = rows[rows["status"] == "ok"].assign(dataset="clean")
+    write_report(pd.concat([rows, clean], ignore_index=True), tmp_path, figures=False)
+    page = (tmp_path / "report.html").read_text()
+    assert "`" not in page
+    assert "use <code>eta</code>" in page  # in the failure table
+    assert "<code>summary.csv</code>" in page
+    assert "<h2>clean: failures</h2>\n<p>No failure recorded.</p>" in page
+    assert "<h2>toy: failures</h2>\n<table" in page

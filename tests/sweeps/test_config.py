@@ -194,3 +194,21 @@ def test_a_distortion_file_in_the_fairness_table_reaches_tot(tmp_path: Path) -> 
     broken = text.replace(str(dist), str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="cannot read distortion file"):
         SweepConfig.from_toml(_write(tmp_path, broken)).validate()
+
+
+def test_a_transformer_without_a_bound_needs_no_eta_param(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    rew = SweepConfig.from_dict(
+        {"sweep": {"datasets": ["compas"], "epsilons": [1.0]}, "fairness": {"name": "reweighing"}}
+    )
+    assert rew.protocol.eta_param is None
+    assert [s.label for _, ss in rew.columns("compas") for s in ss] == [
+        "Original", "Fair", "DP(eps=1)", "SAFES(eps=1)"
+    ]
+    tot = SweepConfig.from_dict({"fairness": {"name": "tot"}})
+    assert tot.protocol.eta_param == "eta"
+    assert SweepConfig().with_overrides(fairness="reweighing").protocol.eta_param is None
+    # the command line, which needed --fairness-param eta_param=none
+    assert main(["validate", "--dataset", "compas", "--fairness", "reweighing"]) == 0
+    assert "config OK" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from safes_plugins.synthesizers.mst import _decompress, _simplex_fit, _support_m
 
 import safes_framework
 from safes_framework import Categorical, SafesChain, Schema
-from safes_framework.errors import ConfigError
+from safes_framework.errors import ConfigError, SmallTableWarning
 from safes_framework.plugins import PluginManager
 from safes_framework.testing import toy_schema, toy_table
 
@@ -59,7 +59,8 @@ def test_error_falls_as_epsilon_grows() -> None:
 def test_tiny_inputs_work() -> None:
     schema = toy_schema()
     one_row = toy_table(1)
-    release, synth = _run(one_row, schema, 1.0, seed=0)
+    with pytest.warns(SmallTableWarning, match="single record"):
+        release, synth = _run(one_row, schema, 1.0, seed=0)
     assert len(release.data) == max(1, round(synth.estimated_rows())) >= 1
     constant = toy_table(300).assign(race=1)
     release, _ = _run(constant, schema, 1.0, seed=0)
