@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import shlex
 import subprocess
 import sys
@@ -203,6 +204,26 @@ def _install_entry_point(work: Path, spec: str) -> None:
     (dist / "entry_points.txt").write_text(f"[safes_framework]\n{name} = {value}\n")
 
 
+_EXIT_CODE = re.compile(r"^(?P<cmd>.*\S)\s+# exit code (?P<code>\d+)\s*$")
+
+
+def _expect_exit_codes(script: str) -> str:
+    """A command line ending in `# exit code N` (a documented failure) must exit with N."""
+    lines = []
+    for line in script.splitlines():
+        m = _EXIT_CODE.match(line)
+        if m is None:
+            lines.append(line)
+            continue
+        code = m.group("code")
+        lines.append(
+            f"if {m.group('cmd')}; then echo 'expected exit code {code}, got 0' >&2; exit 1; "
+            f"else rc=$?; [ \"$rc\" -eq {code} ] || "
+            f"{{ echo \"expected exit code {code}, got $rc\" >&2; exit 1; }}; fi"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def run_document(doc: Path, work: Path) -> None:
     """Run the blocks of `doc` in order in `work`; AssertionError at the first that fails."""
     work.mkdir(parents=True, exist_ok=True)
@@ -241,7 +262,7 @@ def run_document(doc: Path, work: Path) -> None:
             argv = [sys.executable, script.name]
         else:
             script = work / f".doc_block_{n:02d}.sh"
-            script.write_text(text)
+            script.write_text(_expect_exit_codes(text))
             argv = ["bash", "-e", "-o", "pipefail", script.name]
         try:
             proc = subprocess.run(
@@ -262,4 +283,6 @@ def run_document(doc: Path, work: Path) -> None:
     "doc", _documents_with_runs(), ids=lambda d: str(d.relative_to(ROOT))
 )
 def test_the_documented_examples_run(doc: Path, tmp_path: Path) -> None:
+    # The docs refer to the example table that ships with them by its path in the repository.
+    shutil.copytree(ROOT / "docs" / "examples", tmp_path / "docs" / "examples")
     run_document(doc, tmp_path)
