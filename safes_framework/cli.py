@@ -134,6 +134,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         ("metric", pm.metrics),
     ):
         for e in registry:
+            reason = e.unavailable_reason()
             rows.append(
                 {
                     "kind": kind,
@@ -141,6 +142,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "plugin": e.plugin,
                     "origin": pm.origin(e.plugin),
                     "description": e.description,
+                    "available": reason is None,
+                    "unavailable_reason": reason,
                 }
             )
     if args.json:
@@ -148,7 +151,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
-        print(f"{r['kind']:<12} {r['name']:<{width}}  {r['origin']:<28} {r['description']}")
+        note = "" if r["available"] else f" [unavailable: {r['unavailable_reason']}]"
+        print(
+            f"{r['kind']:<12} {r['name']:<{width}}  {r['origin']:<28} {r['description']}{note}"
+        )
     return 0
 
 

@@ -28,6 +28,7 @@ PROJECT = "safes_framework"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "safes_plugins.aim",
     "safes_plugins.mst",
+    "safes_plugins.synthesizers.dpctgan",
     "safes_plugins.metrics",
     "safes_plugins.tot",
     "safes_plugins.reweighing",

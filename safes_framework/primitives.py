@@ -78,6 +78,19 @@ class PrivateTable:
     def domain_size(self, clique: Sequence[str]) -> int:
         return int(np.prod([self._sizes[c] for c in clique], dtype=np.int64))
 
+    def secret_seed(self, purpose: str) -> np.random.SeedSequence:
+        """A seed for a mechanism that draws its own noise (DP-SGD), never recorded.
+
+        Args:
+            purpose: what the seed is for (e.g. "dp-sgd"), for the record of noise sources.
+
+        Returns:
+            A fresh child of the stage's seed stream: the mechanism's noise must come from it
+            (and from nothing else), so a seeded run is reproducible.
+        """
+        logger.debug("secret seed handed out for %s", purpose)
+        return self._seed.spawn(1)[0]
+
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng(self._seed.spawn(1)[0])
 

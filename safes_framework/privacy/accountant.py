@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import BudgetExceededError, PrivacyError
 from . import analysis
-from .events import ZCDP, DpEvent, Gaussian
+from .events import ZCDP, DpEvent, Gaussian, SubsampledGaussian
 
 __all__ = ["LedgerEntry", "RDPAccountant"]
 
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Relative slack on the budget check, so float noise in a plan that fits exactly never raises.
 BUDGET_RTOL = 1e-9
+#: `plan_subsampled_gaussian` bisects the noise multiplier to this relative precision.
+SUBSAMPLED_PLAN_RTOL = 1e-7
 
 NEIGHBOURING = "add/remove one record"
 
@@ -283,8 +285,8 @@ class RDPAccountant:
             f"epsilon={alone:.6g} and would bring the total to epsilon={after:.6g} at "
             f"delta={delta:g}; spent so far epsilon={spent:.6g} of the budget "
             f"epsilon={eps_budget:g}, remaining {max(0.0, eps_budget - spent):.6g}. Nothing was "
-            "recorded. Use more noise or fewer runs (plan_zcdp/plan_gaussian size a mechanism "
-            "to what remains)."
+            "recorded. Use more noise or fewer runs (plan_zcdp/plan_gaussian/"
+            "plan_subsampled_gaussian size a mechanism to what remains)."
         )
 
     # -- planning ------------------------------------------------------------------------------
@@ -383,6 +385,64 @@ class RDPAccountant:
             noise *= 1.0 + step
             step = min(2.0 * step, 0.5)
         return noise
+
+    def plan_subsampled_gaussian(
+        self,
+        sampling_rate: float,
+        steps: int,
+        epsilon: float | None = None,
+        delta: float | None = None,
+    ) -> float:
+        """The smallest noise multiplier such that `steps` subsampled Gaussians fit the target.
+
+        This sizes DP-SGD: `steps` runs of `SubsampledGaussian(sampling_rate, σ)` (Poisson
+        sampling with rate `sampling_rate`, noise σ × clipping norm) after everything already
+        spent. The RDP curve falls as σ grows, so σ is bisected (geometrically, to a relative
+        precision of `SUBSAMPLED_PLAN_RTOL`) between a multiplier that does not fit and one
+        that does, each checked with the same arithmetic as `compose`; the one returned fits.
+        The unsubsampled Gaussian of `plan_gaussian` bounds it from above.
+
+        Args:
+            sampling_rate: q in (0, 1], the probability that a record is in a step's batch.
+            steps: how many steps (subsampled Gaussian mechanisms) will run.
+            epsilon: target total ε (default: the budget's).
+            delta: δ at which the target holds (default: the budget's).
+
+        Returns:
+            σ; charge the run as `compose(SubsampledGaussian(sampling_rate, σ), count=steps)`.
+
+        Raises:
+            BudgetExceededError: if nothing fits.
+            PrivacyError: on bad arguments.
+        """
+        steps = _check_count(steps)
+        q = SubsampledGaussian(sampling_rate=sampling_rate, noise_multiplier=1.0).sampling_rate
+        targets = [self._target(epsilon, delta)]
+        if self._budget is not None:
+            targets.append(self._budget)
+
+        def fits(sigma: float) -> bool:
+            curve = analysis.rdp_subsampled_gaussian(q, sigma, self._orders)
+            return self._fits_all(self._rdp + steps * curve, targets)
+
+        # Subsampling never costs more than the plain Gaussian, so its plan is an upper end.
+        high = self.plan_gaussian(steps, *targets[0])
+        if not fits(high):  # pragma: no cover - the clip in the curve makes this impossible
+            raise BudgetExceededError(f"no subsampled Gaussian with q={q:g} fits")
+        low = high
+        for _ in range(64):
+            low /= 2.0
+            if not fits(low):
+                break
+        else:  # pragma: no cover - would need an astronomically large target
+            return low
+        while high / low - 1.0 > SUBSAMPLED_PLAN_RTOL:
+            mid = math.sqrt(low * high)
+            if fits(mid):
+                high = mid
+            else:
+                low = mid
+        return high
 
     def _fits_all(self, total: NDArray[np.float64], targets: list[tuple[float, float]]) -> bool:
         return all(analysis.rdp_to_epsilon(self._orders, total, dl) <= eps for eps, dl in targets)

@@ -1,0 +1,1 @@
+"""Synthesizer plugins."""
