@@ -73,9 +73,10 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _init_linear(layer: nn.Linear, gen: torch.Generator) -> nn.Linear:
-    """torch's default Linear initialisation, drawn from `gen` instead of the global state."""
-    bound = 1.0 / math.sqrt(layer.in_features)
+def _linear(i: int, o: int, gen: torch.Generator) -> nn.Linear:
+    """An `nn.Linear` with torch's default initialisation drawn from `gen`, not global state."""
+    layer = torch.nn.utils.skip_init(nn.Linear, i, o)
+    bound = 1.0 / math.sqrt(i)
     with torch.no_grad():
         layer.weight.uniform_(-bound, bound, generator=gen)
         layer.bias.uniform_(-bound, bound, generator=gen)
@@ -87,7 +88,7 @@ class Residual(nn.Module):
 
     def __init__(self, i: int, o: int, gen: torch.Generator) -> None:
         super().__init__()
-        self.fc = _init_linear(nn.Linear(i, o), gen)
+        self.fc = _linear(i, o, gen)
         self.bn = nn.BatchNorm1d(o)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +108,7 @@ class Generator(nn.Module):
             layers.append(Residual(width, d, gen))
             width += d
         self.body = nn.Sequential(*layers)
-        self.head = _init_linear(nn.Linear(width, out), gen)
+        self.head = _linear(width, out, gen)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(torch.cat([z, cond], dim=1)))
@@ -120,9 +121,9 @@ class Discriminator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for d in dims:
-            layers += [_init_linear(nn.Linear(width, d), gen), nn.LeakyReLU(LEAKY_SLOPE)]
+            layers += [_linear(width, d, gen), nn.LeakyReLU(LEAKY_SLOPE)]
             width = d
-        layers.append(_init_linear(nn.Linear(width, 1), gen))
+        layers.append(_linear(width, 1, gen))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,7 @@ class DPCTGAN(Synthesizer):
         generator_steps: int = 4,
         generator_batch: int = 1024,
         marginal_weight: float = 1.0,
-        threads: int = 2,
+        threads: int = 1,
     ) -> None:
         missing = _missing_dependencies()
         if missing:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: Relative slack on the budget check, so float noise in a plan that fits exactly never raises.
 BUDGET_RTOL = 1e-9
-#: `plan_subsampled_gaussian` bisects the noise multiplier to this relative precision.
+#: `plan_subsampled_gaussian` brackets the noise multiplier to this relative precision.
 SUBSAMPLED_PLAN_RTOL = 1e-7
 
 NEIGHBOURING = "add/remove one record"
@@ -397,10 +397,11 @@ class RDPAccountant:
 
         This sizes DP-SGD: `steps` runs of `SubsampledGaussian(sampling_rate, σ)` (Poisson
         sampling with rate `sampling_rate`, noise σ × clipping norm) after everything already
-        spent. The RDP curve falls as σ grows, so σ is bisected (geometrically, to a relative
-        precision of `SUBSAMPLED_PLAN_RTOL`) between a multiplier that does not fit and one
-        that does, each checked with the same arithmetic as `compose`; the one returned fits.
-        The unsubsampled Gaussian of `plan_gaussian` bounds it from above.
+        spent. The RDP curve falls as σ grows, so log σ is found by regula falsi (Illinois)
+        between a multiplier that does not fit and one that does, with the same arithmetic as
+        `compose`, until the bracket is narrower than `SUBSAMPLED_PLAN_RTOL` (relative) or ε
+        is within 1e-10 of the target; the one returned fits. The unsubsampled Gaussian of
+        `plan_gaussian` starts the bracket from above.
 
         Args:
             sampling_rate: q in (0, 1], the probability that a record is in a step's batch.
@@ -421,28 +422,53 @@ class RDPAccountant:
         if self._budget is not None:
             targets.append(self._budget)
 
-        def fits(sigma: float) -> bool:
-            curve = analysis.rdp_subsampled_gaussian(q, sigma, self._orders)
-            return self._fits_all(self._rdp + steps * curve, targets)
+        def excess(log_sigma: float) -> float:
+            """max over targets of ε - target ε (<= 0 iff it fits, as `_fits_all` decides)."""
+            curve = analysis.rdp_subsampled_gaussian(q, math.exp(log_sigma), self._orders)
+            total = self._rdp + steps * curve
+            return max(
+                analysis.rdp_to_epsilon(self._orders, total, dl) - eps for eps, dl in targets
+            )
 
-        # Subsampling never costs more than the plain Gaussian, so its plan is an upper end.
-        high = self.plan_gaussian(steps, *targets[0])
-        if not fits(high):  # pragma: no cover - the clip in the curve makes this impossible
-            raise BudgetExceededError(f"no subsampled Gaussian with q={q:g} fits")
-        low = high
+        # Subsampling never costs more than the plain Gaussian, so its plan fits.
+        high = math.log(self.plan_gaussian(steps, *targets[0]))
+        g_high = excess(high)
+        low, g_low = high, g_high
         for _ in range(64):
-            low /= 2.0
-            if not fits(low):
+            low -= math.log(2.0)
+            g_low = excess(low)
+            if g_low > 0.0:
                 break
         else:  # pragma: no cover - would need an astronomically large target
-            return low
-        while high / low - 1.0 > SUBSAMPLED_PLAN_RTOL:
-            mid = math.sqrt(low * high)
-            if fits(mid):
-                high = mid
+            return math.exp(low)
+        # Illinois (regula falsi) on log σ: the bracket [low, high] always has excess(low) > 0
+        # and excess(high) <= 0; stop when it is narrow or ε is at the target to ~1e-10.
+        side = 0
+        tol = math.log1p(SUBSAMPLED_PLAN_RTOL)
+        while high - low > tol and g_high < -1e-10 * targets[0][0]:
+            mid = high - g_high * (high - low) / (g_high - g_low)
+            if not low < mid < high:
+                mid = 0.5 * (low + high)
+            g_mid = excess(mid)
+            if g_mid <= 0.0:
+                high, g_high = mid, g_mid
+                if side == 1:
+                    g_low /= 2.0
+                side = 1
             else:
-                low = mid
-        return high
+                low, g_low = mid, g_mid
+                if side == -1:
+                    g_high /= 2.0
+                side = -1
+        sigma = math.exp(high)
+        # Confirm against the exact arithmetic of `compose` (safe side).
+        step = 1e-15
+        while not self._fits_all(
+            self._rdp + steps * analysis.rdp_subsampled_gaussian(q, sigma, self._orders), targets
+        ):
+            sigma *= 1.0 + step
+            step = min(2.0 * step, 0.5)
+        return sigma
 
     def _fits_all(self, total: NDArray[np.float64], targets: list[tuple[float, float]]) -> bool:
         return all(analysis.rdp_to_epsilon(self._orders, total, dl) <= eps for eps, dl in targets)
