@@ -77,7 +77,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     keys = dict.fromkeys((r["synthesizer"], r["dataset"], r["epsilon"]) for r in rows)
     for synth, dataset, eps in keys:
-        rs = [r for r in rows if (r["synthesizer"], r["dataset"], r["epsilon"]) == (synth, dataset, eps)]
+        key = (synth, dataset, eps)
+        rs = [r for r in rows if (r["synthesizer"], r["dataset"], r["epsilon"]) == key]
         out.append({
             "synthesizer": synth, "dataset": dataset, "epsilon": eps, "runs": len(rs),
             "median_wall_s": float(np.median([r["wall_s"] for r in rs])),

@@ -127,7 +127,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, registry in (
         ("synthesizer", pm.synthesizers),
         ("fairness", pm.fairness_transformers),

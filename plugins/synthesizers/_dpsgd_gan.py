@@ -145,14 +145,20 @@ class Blocks:
         out.scatter_(1, idx, 1.0)
         return out
 
-    def gumbel_softmax(self, logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Per column, a Gumbel-softmax relaxation of a categorical draw (noise from `gen`)."""
+    def gumbel_softmax(
+        self, logits: torch.Tensor, gen: torch.Generator, hard: bool = True
+    ) -> torch.Tensor:
+        """Per column, a Gumbel-softmax draw (noise from `gen`); with `hard`, the one-hot of the
+        draw in the forward pass and the relaxation's gradient in the backward pass."""
         u = torch.rand(logits.shape, generator=gen).clamp_(1e-10, 1.0 - 1e-7)
         noisy = (logits - torch.log(-torch.log(u))) / GUMBEL_TAU
-        parts = [
-            torch.softmax(noisy[:, o : o + s], dim=1)
-            for o, s in zip(self.offsets, self.sizes, strict=True)
-        ]
+        parts = []
+        for o, s in zip(self.offsets, self.sizes, strict=True):
+            soft = torch.softmax(noisy[:, o : o + s], dim=1)
+            if hard:
+                one_hot = F.one_hot(soft.argmax(dim=1), s).to(soft.dtype)
+                soft = one_hot - soft.detach() + soft
+            parts.append(soft)
         return torch.cat(parts, dim=1)
 
     def log_probs(self, logits: torch.Tensor) -> list[torch.Tensor]:
@@ -276,7 +282,9 @@ def train(
 
     generator = Generator(s.embedding_dim, blocks.width, s.generator_dims, blocks.width, init_gen)
     with torch.no_grad():
-        # Start from the noisy one-way marginals: the head's bias holds their log-frequencies.
+        # Start from the independent model of the noisy one-way marginals: a zero head with
+        # their log-frequencies as bias (the generator learns dependence from there).
+        generator.head.weight.zero_()
         generator.head.bias.copy_(torch.log(torch.cat(targets).clamp_min(1e-6)))
     clip = s.max_grad_norm
     # Ghost clipping (opacus): exact per-row gradient norms without materialising per-row

@@ -37,7 +37,9 @@ def _dims(name: str, value: object) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"dpctgan: {name} must be a non-empty list of layer widths, got {value!r}")
+        raise ConfigError(
+            f"dpctgan: {name} must be a non-empty list of layer widths, got {value!r}"
+        )
     for v in value:
         _positive(name, v, int)
     return tuple(int(v) for v in value)
@@ -50,7 +52,7 @@ class DPCTGAN(Synthesizer):
     (`marginal_share` of the zCDP budget) measures every one-way marginal with Gaussian noise
     (they give the conditions' frequencies, the generator's starting point and the DP row count),
     then the discriminator is trained by `steps` DP-SGD steps on Poisson samples of rate q =
-    `batch_size` / (noisy row count), with the noise multiplier planned so that the whole run
+    min(1, `batch_size` / noisy row count), with the noise multiplier planned so that the whole run
     spends exactly the budget. The generator only sees the discriminator and the noisy marginals
     (post-processing). Every column is categorical here: the schema's codes (continuous columns
     through their public bins), one-hot encoded.
@@ -58,8 +60,9 @@ class DPCTGAN(Synthesizer):
     Args:
         epsilon: privacy budget epsilon.
         delta: privacy budget delta.
-        epochs: expected passes over the data; steps = ceil(epochs / q).
-        batch_size: expected number of real rows per DP-SGD step.
+        steps: discriminator (DP-SGD) steps.
+        batch_size: expected number of real rows per step: the Poisson sampling rate is
+            q = min(1, batch_size / noisy row count).
         marginal_share: share of the zCDP budget spent on the one-way marginals.
         max_grad_norm: per-sample clipping norm of the discriminator's gradients.
         embedding_dim: size of the generator's noise input.
@@ -82,18 +85,18 @@ class DPCTGAN(Synthesizer):
         epsilon: float,
         delta: float,
         *,
-        epochs: float = 5.0,
-        batch_size: int = 4096,
+        steps: int = 50,
+        batch_size: int = 8192,
         marginal_share: float = 0.1,
         max_grad_norm: float = 1.0,
         embedding_dim: int = 64,
         generator_dims: tuple[int, ...] | list[int] = (128, 128),
-        discriminator_dims: tuple[int, ...] | list[int] = (128, 128),
-        generator_lr: float = 2e-3,
-        discriminator_lr: float = 2e-3,
+        discriminator_dims: tuple[int, ...] | list[int] = (64,),
+        generator_lr: float = 5e-4,
+        discriminator_lr: float = 5e-3,
         generator_steps: int = 4,
         generator_batch: int = 1024,
-        marginal_weight: float = 1.0,
+        marginal_weight: float = 10.0,
         threads: int = 1,
     ) -> None:
         missing = _missing_dependencies()
@@ -102,9 +105,8 @@ class DPCTGAN(Synthesizer):
                 f"dpctgan needs {' and '.join(missing)} (DP-SGD); install them with {INSTALL}"
             )
         super().__init__(epsilon, delta)
-        _positive("epochs", epochs)
         for name, value in (
-            ("batch_size", batch_size), ("embedding_dim", embedding_dim),
+            ("steps", steps), ("batch_size", batch_size), ("embedding_dim", embedding_dim),
             ("generator_steps", generator_steps), ("generator_batch", generator_batch),
             ("threads", threads),
         ):
@@ -127,7 +129,7 @@ class DPCTGAN(Synthesizer):
             raise ConfigError(
                 f"dpctgan: marginal_weight must be a finite number >= 0, got {marginal_weight!r}"
             )
-        self.epochs = float(epochs)
+        self.steps = steps
         self.batch_size = batch_size
         self.marginal_share = float(marginal_share)
         self.max_grad_norm = float(max_grad_norm)
@@ -156,7 +158,7 @@ class DPCTGAN(Synthesizer):
 
     def params(self) -> dict[str, Any]:
         return {
-            **super().params(), "epochs": self.epochs, "batch_size": self.batch_size,
+            **super().params(), "steps": self.steps, "batch_size": self.batch_size,
             "marginal_share": self.marginal_share, "max_grad_norm": self.max_grad_norm,
             "embedding_dim": self.embedding_dim, "generator_dims": list(self.generator_dims),
             "discriminator_dims": list(self.discriminator_dims),
@@ -184,7 +186,7 @@ class DPCTGAN(Synthesizer):
 
         # 2. DP-SGD: q and the step count from public values, the noise from the accountant.
         q = min(1.0, self.batch_size / rows_estimate)
-        steps = max(1, math.ceil(self.epochs / q))
+        steps = self.steps
         fake_batch = max(1, round(q * rows_estimate))
         noise = acc.plan_subsampled_gaussian(q, steps)
         self.plan_ = {

@@ -164,7 +164,8 @@ def test_unavailable_component_is_listed_but_creating_it_says_what_to_install() 
     assert registry.names() == ["needy", "plain"]
     assert not registry.entry("needy").available
     assert "pip install 'thing[extra]'" in (registry.entry("needy").unavailable_reason() or "")
-    assert registry.entry("plain").available and registry.entry("plain").unavailable_reason() is None
+    plain = registry.entry("plain")
+    assert plain.available and plain.unavailable_reason() is None
     with pytest.raises(PluginUnavailableError, match=r"'needy' is unavailable: .*thing\[extra\]"):
         registry.create("needy", epsilon=1.0, delta=1e-6)
     assert isinstance(registry.create("plain", epsilon=1.0, delta=1e-6), IndependentMarginals)

@@ -29,7 +29,7 @@ needs_dpsgd = pytest.mark.skipif(
 
 #: Settings that train on the toy table in about a second.
 TINY = {
-    "epochs": 2.0, "batch_size": 250, "generator_dims": (32,), "discriminator_dims": (32,),
+    "steps": 8, "batch_size": 250, "generator_dims": (32,), "discriminator_dims": (32,),
     "embedding_dim": 16, "generator_steps": 2, "generator_batch": 128,
 }
 
@@ -72,9 +72,10 @@ def test_ledger_reads_one_way_marginals_then_the_declared_dp_sgd_steps() -> None
         "noise_multiplier": synth.plan_["noise_multiplier"],
     }
     assert second.count == synth.plan_["steps"]
-    # Expected batch 250 of a noisy n close to 1000; 2 epochs.
+    # Expected batch 250 of a noisy n close to 1000.
     assert 0.2 < synth.plan_["sampling_rate"] < 0.3
-    assert synth.plan_["steps"] == int(np.ceil(2.0 / synth.plan_["sampling_rate"]))
+    assert synth.plan_["steps"] == 8
+    assert synth.plan_["fake_batch"] == 250  # q x noisy n: public, not the batch drawn
 
 
 @needs_dpsgd
@@ -140,7 +141,7 @@ def test_sample_before_fit_raises() -> None:
 @pytest.mark.parametrize(
     ("param", "value"),
     [
-        ("epochs", 0), ("batch_size", 0), ("batch_size", 2.5), ("marginal_share", 1.0),
+        ("steps", 0), ("batch_size", 0), ("batch_size", 2.5), ("marginal_share", 1.0),
         ("marginal_share", 0), ("max_grad_norm", -1.0), ("generator_dims", []),
         ("discriminator_dims", [16, 0]), ("marginal_weight", -1.0), ("threads", 0),
         ("generator_lr", float("nan")),
@@ -154,7 +155,7 @@ def test_bad_settings_name_the_parameter(param: str, value: object) -> None:
 @needs_dpsgd
 def test_sweep_config_accepts_dpctgan(tmp_path) -> None:
     config = tmp_path / "sweep.toml"
-    config.write_text('[synthesizer]\nname = "dpctgan"\nepochs = 1.0\n')
+    config.write_text('[synthesizer]\nname = "dpctgan"\nsteps = 5\n')
     assert main(["validate", str(config)]) == 0
 
 
