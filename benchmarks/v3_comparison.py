@@ -54,17 +54,15 @@ def table(root: Path) -> str:
             "| ε | synthesizer | fairness | setting | " + " | ".join(VALUES.values()) + " |",
             "|---|---|---|---|" + "---|" * len(VALUES),
         ]
+        # Settings without fairness (Original, DP(ε)) are the same in both fairness runs of a
+        # synthesizer (same sweep seed), and Original and Fair(η) do not depend on it: show
+        # each once.
+        d = d[~d["setting"].isin(["original", "dp"]) | (d["fair"] == "tot")]
+        d = d[d["epsilon"].notna() | (d["synth"] == "aim")]
         keys = d[["epsilon", "synth", "fair", "setting"]].drop_duplicates()
-        keys = keys.sort_values(["epsilon", "synth", "fair", "setting"], na_position="first")
-        seen_original = set()
+        keys = keys.sort_values(["epsilon", "synth", "setting", "fair"], na_position="first")
         for _, k in keys.iterrows():
             eps = k["epsilon"]
-            if pd.isna(eps):
-                # Original and Fair(η) do not depend on the synthesizer: show them once.
-                tag = (k["fair"], k["setting"])
-                if tag in seen_original or (k["setting"] == "original" and seen_original):
-                    continue
-                seen_original.add(tag)
             rows = d[
                 (d["synth"] == k["synth"]) & (d["fair"] == k["fair"])
                 & (d["setting"] == k["setting"])
