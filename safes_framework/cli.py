@@ -339,13 +339,14 @@ def show_warning(
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, registry in (
         ("synthesizer", pm.synthesizers),
         ("fairness", pm.fairness_transformers),
         ("metric", pm.metrics),
     ):
         for e in registry:
+            reason = e.unavailable_reason()
             rows.append(
                 {
                     "kind": kind,
@@ -353,19 +354,25 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "plugin": e.plugin,
                     "origin": pm.origin(e.plugin),
                     "description": e.description,
+                    "available": reason is None,
+                    "unavailable_reason": reason,
                 }
             )
     for u in pm.unavailable():
         rows.append(
             {"kind": u.status, "name": u.name, "plugin": u.name, "origin": u.origin,
-             "description": u.reason}
+             "description": u.reason, "available": False, "unavailable_reason": None}
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
-        print(f"{r['kind']:<12} {r['name']:<{width}}  {r['origin']:<28} {r['description']}")
+        reason = r["unavailable_reason"]
+        note = f" [unavailable: {reason}]" if reason else ""
+        print(
+            f"{r['kind']:<12} {r['name']:<{width}}  {r['origin']:<28} {r['description']}{note}"
+        )
     return 0
 
 

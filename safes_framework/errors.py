@@ -69,6 +69,10 @@ class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
 
+class PluginUnavailableError(PluginError):
+    """A registered component cannot run here, e.g. its optional dependencies are missing."""
+
+
 class ConfigError(SafesError):
     """Bad settings given to a plugin, a chain, a sweep or the command line."""
 

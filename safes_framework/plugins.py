@@ -32,6 +32,7 @@ PROJECT = "safes_framework"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "safes_plugins.synthesizers.aim",
     "safes_plugins.synthesizers.mst",
+    "safes_plugins.synthesizers.dpctgan",
     "safes_plugins.metrics",
     "safes_plugins.fairness.tot",
     "safes_plugins.fairness.reweighing",

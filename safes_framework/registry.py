@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError, PluginError, UnknownPluginError
+from .errors import ConfigError, PluginError, PluginUnavailableError, UnknownPluginError
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
@@ -29,6 +29,24 @@ class Entry(Generic[T]):
     factory: Callable[..., T]
     description: str
     plugin: str
+
+    def unavailable_reason(self) -> str | None:
+        """Why the component cannot be created here (e.g. a missing optional dependency, with
+        the command that installs it), or None when it can.
+
+        A factory states this through an optional callable attribute `unavailable_reason()`
+        returning None or that sentence; factories without one are always available.
+        """
+        check = getattr(self.factory, "unavailable_reason", None)
+        if check is None or not callable(check):
+            return None
+        reason = check()
+        return None if reason is None else str(reason)
+
+    @property
+    def available(self) -> bool:
+        """Whether the component can be created here (see `unavailable_reason`)."""
+        return self.unavailable_reason() is None
 
 
 class Registry(Generic[T]):
@@ -116,9 +134,14 @@ class Registry(Generic[T]):
 
         Raises:
             UnknownPluginError: listing what is installed.
+            PluginUnavailableError: the component is registered but cannot run here (the
+                message says what to install).
             ConfigError: parameters the factory does not accept (listing those it does).
         """
         entry = self.entry(name)
+        reason = entry.unavailable_reason()
+        if reason is not None:
+            raise PluginUnavailableError(f"{self.kind} {name!r} is unavailable: {reason}")
         try:
             sig = inspect.signature(entry.factory)
         except (TypeError, ValueError):

@@ -1,1 +1,1 @@
-"""DP synthesizers: AIM and MST (on the `pgm` engine)."""
+"""DP synthesizers: AIM and MST (on the `pgm` engine), DP-CTGAN (DP-SGD on opacus)."""

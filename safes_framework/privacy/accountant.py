@@ -17,11 +17,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import BudgetExceededError, PrivacyError
 from . import analysis
-from .events import ZCDP, DpEvent, Gaussian
+from .events import ZCDP, DpEvent, Gaussian, SubsampledGaussian
 
 __all__ = ["LedgerEntry", "RDPAccountant"]
 
 logger = logging.getLogger(__name__)
+
+#: `plan_subsampled_gaussian` brackets the noise multiplier to this relative precision.
+SUBSAMPLED_PLAN_RTOL = 1e-7
 
 NEIGHBOURING = "add/remove one record"
 
@@ -284,8 +287,8 @@ class RDPAccountant:
             f"epsilon={alone:.6g} and would bring the total to epsilon={after:.6g} at "
             f"delta={delta:g}; spent so far epsilon={spent:.6g} of the budget "
             f"epsilon={eps_budget:g}, remaining {max(0.0, eps_budget - spent):.6g}. Nothing was "
-            "recorded. Use more noise or fewer runs (plan_zcdp/plan_gaussian size a mechanism "
-            "to what remains)."
+            "recorded. Use more noise or fewer runs (plan_zcdp/plan_gaussian/"
+            "plan_subsampled_gaussian size a mechanism to what remains)."
         )
 
     # -- planning ------------------------------------------------------------------------------
@@ -388,6 +391,90 @@ class RDPAccountant:
             noise *= 1.0 + step
             step = min(2.0 * step, 0.5)
         return noise
+
+    def plan_subsampled_gaussian(
+        self,
+        sampling_rate: float,
+        steps: int,
+        epsilon: float | None = None,
+        delta: float | None = None,
+    ) -> float:
+        """The smallest noise multiplier such that `steps` subsampled Gaussians fit the target.
+
+        This sizes DP-SGD: `steps` runs of `SubsampledGaussian(sampling_rate, σ)` (Poisson
+        sampling with rate `sampling_rate`, noise σ × clipping norm) after everything already
+        spent. The RDP curve falls as σ grows, so log σ is found by regula falsi (Illinois)
+        between a multiplier that does not fit and one that does, with the same arithmetic as
+        `compose`, until the bracket is narrower than `SUBSAMPLED_PLAN_RTOL` (relative) or ε
+        is within 1e-10 of the target; the one returned fits. The unsubsampled Gaussian of
+        `plan_gaussian` starts the bracket from above.
+
+        Args:
+            sampling_rate: q in (0, 1], the probability that a record is in a step's batch.
+            steps: how many steps (subsampled Gaussian mechanisms) will run.
+            epsilon: target total ε (default: the budget's).
+            delta: δ at which the target holds (default: the budget's).
+
+        Returns:
+            σ; charge the run as `compose(SubsampledGaussian(sampling_rate, σ), count=steps)`.
+
+        Raises:
+            BudgetExceededError: if nothing fits.
+            PrivacyError: on bad arguments.
+        """
+        steps = _check_count(steps)
+        q = SubsampledGaussian(sampling_rate=sampling_rate, noise_multiplier=1.0).sampling_rate
+        targets = [self._target(epsilon, delta)]
+        if self._budget is not None:
+            targets.append(self._budget)
+
+        def excess(log_sigma: float) -> float:
+            """max over targets of ε - target ε (<= 0 iff it fits, as `_fits_all` decides)."""
+            curve = analysis.rdp_subsampled_gaussian(q, math.exp(log_sigma), self._orders)
+            total = self._rdp + steps * curve
+            return max(
+                analysis.rdp_to_epsilon(self._orders, total, dl) - eps for eps, dl in targets
+            )
+
+        # Subsampling never costs more than the plain Gaussian, so its plan fits.
+        high = math.log(self.plan_gaussian(steps, *targets[0]))
+        g_high = excess(high)
+        low, g_low = high, g_high
+        for _ in range(64):
+            low -= math.log(2.0)
+            g_low = excess(low)
+            if g_low > 0.0:
+                break
+        else:  # pragma: no cover - would need an astronomically large target
+            return math.exp(low)
+        # Illinois (regula falsi) on log σ: the bracket [low, high] always has excess(low) > 0
+        # and excess(high) <= 0; stop when it is narrow or ε is at the target to ~1e-10.
+        side = 0
+        tol = math.log1p(SUBSAMPLED_PLAN_RTOL)
+        while high - low > tol and g_high < -1e-10 * targets[0][0]:
+            mid = high - g_high * (high - low) / (g_high - g_low)
+            if not low < mid < high:
+                mid = 0.5 * (low + high)
+            g_mid = excess(mid)
+            if g_mid <= 0.0:
+                high, g_high = mid, g_mid
+                if side == 1:
+                    g_low /= 2.0
+                side = 1
+            else:
+                low, g_low = mid, g_mid
+                if side == -1:
+                    g_high /= 2.0
+                side = -1
+        sigma = math.exp(high)
+        # Confirm against the exact arithmetic of `compose` (safe side).
+        step = 1e-15
+        while not self._fits_all(
+            self._rdp + steps * analysis.rdp_subsampled_gaussian(q, sigma, self._orders), targets
+        ):
+            sigma *= 1.0 + step
+            step = min(2.0 * step, 0.5)
+        return sigma
 
     def _fits_all(self, total: NDArray[np.float64], targets: list[tuple[float, float]]) -> bool:
         return all(analysis.rdp_to_epsilon(self._orders, total, dl) <= eps for eps, dl in targets)

@@ -14,7 +14,13 @@ from thirdparty_synth import IndependentMarginals
 import safes_framework
 from safes_framework import SafesChain, hookimpl
 from safes_framework.base import FairnessTransformer, Synthesizer
-from safes_framework.errors import ConfigError, PluginError, PluginWarning, UnknownPluginError
+from safes_framework.errors import (
+    ConfigError,
+    PluginError,
+    PluginUnavailableError,
+    PluginWarning,
+    UnknownPluginError,
+)
 from safes_framework.plugins import (
     DEFAULT_PLUGINS,
     DISABLE_ENV,
@@ -270,3 +276,25 @@ def test_disabled_plugin_is_never_imported(
 def test_broken_builtin_names_module() -> None:
     with pytest.raises(PluginError, match="built-in plugin 'safes_plugins.nothere'"):
         PluginManager(load_entrypoints=False, builtins=("safes_plugins.nothere",))
+
+
+class _NeedsAnExtra(IndependentMarginals):
+    """A synthesizer whose optional dependency is missing."""
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        return "needs frobnicate; install with pip install 'thing[extra]'"
+
+
+def test_unavailable_component_is_listed_but_creating_it_says_what_to_install() -> None:
+    registry: Registry[Synthesizer] = Registry("synthesizer", Synthesizer)
+    registry.add("needy", _NeedsAnExtra)
+    registry.add("plain", IndependentMarginals)
+    assert registry.names() == ["needy", "plain"]
+    assert not registry.entry("needy").available
+    assert "pip install 'thing[extra]'" in (registry.entry("needy").unavailable_reason() or "")
+    plain = registry.entry("plain")
+    assert plain.available and plain.unavailable_reason() is None
+    with pytest.raises(PluginUnavailableError, match=r"'needy' is unavailable: .*thing\[extra\]"):
+        registry.create("needy", epsilon=1.0, delta=1e-6)
+    assert isinstance(registry.create("plain", epsilon=1.0, delta=1e-6), IndependentMarginals)

@@ -25,6 +25,7 @@ def test_every_public_name_is_documented(name: str) -> None:
         "delta",
         "plan_zcdp",
         "plan_gaussian",
+        "plan_subsampled_gaussian",
         "copy",
         "to_dict",
         "to_json",
