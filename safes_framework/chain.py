@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .access import InMemorySource
+from .backends import open_source
 from .base import (
     FairnessOutput,
     FairnessTransformer,
@@ -24,7 +28,8 @@ from .base import (
     StageContext,
     Synthesizer,
 )
-from .errors import ConfigError, DataError, SafesError
+from .errors import ConfigError, SafesError
+from .ingest import DEFAULT_CHUNK_ROWS
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
@@ -32,6 +37,13 @@ from .privacy.accountant import NEIGHBOURING
 from .privacy.noise import NoiseSource, SecureNoise, SeededNoise
 from .release import PrivacyReport, Release, RunInfo, versions
 from .schema import Schema
+from .streaming import (
+    StreamedRelease,
+    release_file,
+    sample_chunks,
+    save_directory,
+    write_streamed_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,24 +159,159 @@ class SafesChain:
         return SecureNoise(), seeds, recorded
 
     def run(
-        self, data: pd.DataFrame, schema: Schema, *, test: pd.DataFrame | None = None
+        self,
+        data: Any,
+        schema: Schema,
+        *,
+        test: pd.DataFrame | None = None,
+        backend: str = "auto",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> Release:
         """Run the chain on the sensitive table `data` declared by `schema`.
 
         Args:
-            data: the sensitive table (schema labels).
+            data: the sensitive table (schema labels): a pandas DataFrame, a path to a CSV or
+                Parquet file, a pyarrow Table, or a DuckDB relation. It is read in chunks of
+                `chunk_rows` rows and never held whole as labels (see `safes_framework.ingest`).
             schema: its public schema.
             test: an optional real held-out table for metrics.
+            backend: where marginals are counted: "memory" (compact codes in memory), "duckdb"
+                (counted in place, for tables larger than memory), "dask", or "auto" (see
+                `safes_framework.backends.choose_backend`). Every backend gives the same
+                exact counts, so the release does not depend on it.
+            chunk_rows: rows per chunk when reading and encoding.
 
         Returns:
             The release (data, weights, privacy report, post-processing seeds, versions), with
             timings and metrics kept in memory only.
         """
+        fitted = self._fit(data, schema, test, backend, chunk_rows)
+        run, timings, rows = fitted.run, fitted.timings, fitted.rows
+        seeds = fitted.seeds
+        with self._stage(run, "sample", timings):
+            (synthetic,) = sample_chunks(
+                self.synthesizer, schema, rows, np.random.default_rng(seeds["sample"]),
+                chunk_rows=rows, name=run.synthesizer,
+            )
+
+        output = FairnessOutput(synthetic)
+        if self.fairness is not None:
+            with self._stage(run, "fairness", timings):
+                output = apply_fairness(
+                    self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
+                )
+            # Settings resolved while fitting (e.g. an automatic choice) are what the release
+            # should record.
+            run = dataclasses.replace(run, fairness_params=self.fairness.params())
+
+        results: dict[str, MetricResult] = {}
+        if self.metrics:
+            with self._stage(run, "metrics", timings):
+                inputs = MetricInputs(
+                    release=output.data,
+                    schema=schema,
+                    weights=output.weights,
+                    train=data,
+                    test=test,
+                    seed=seeds["metrics"] % 2**63,
+                )
+                for m in self.metrics:
+                    results[_component_name(m)] = m.compute(inputs)
+        release = Release(
+            data=output.data,
+            weights=output.weights,
+            privacy=fitted.privacy,
+            schema=schema,
+            run=run,
+            seeds=fitted.recorded_seeds,
+            versions=versions(),
+            timings=timings,
+            metrics=results,
+        )
+        self._pm.run_finished(run, release)
+        return release
+
+    def stream(
+        self,
+        data: Any,
+        schema: Schema,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "csv",
+        overwrite: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> StreamedRelease:
+        """Run the synthesizer and write the release to directory `out` in chunks of rows.
+
+        Like `run` followed by `Release.save`, but the synthetic table is sampled, decoded and
+        written `chunk_rows` rows at a time (CSV or Parquet, by `format`), so memory is bounded
+        by the fitted model, not by the number of released rows. A release of at most
+        `chunk_rows` rows is the one `run` gives with the same seed. Needs a chain without a
+        fairness transformer or metrics (they need the whole synthetic table).
+
+        Returns:
+            Where the release went, its row count and its records (timings in memory only).
+        """
+        release_file(format)
+        if self.fairness is not None or self.metrics:
+            raise ConfigError(
+                "a streamed release has no fairness stage or metrics (they need the whole "
+                "synthetic table); use run() and Release.save()"
+            )
+        target = Path(out)
+        if target.exists() and any(target.iterdir()) and not overwrite:
+            raise ConfigError(f"output directory {str(target)!r} is not empty (pass overwrite)")
+        fitted = self._fit(data, schema, None, backend, chunk_rows)
+        run, timings = fitted.run, fitted.timings
+        vers = versions()
+
+        def record(rows: int) -> dict[str, Any]:
+            return {**run.to_dict(), "rows": rows, "weights": False,
+                    "seeds": dict(fitted.recorded_seeds), "versions": vers,
+                    "schema": schema.to_dict(), **dict(extra or {})}
+
+        with self._stage(run, "sample", timings):
+            chunks = sample_chunks(
+                self.synthesizer, schema, fitted.rows,
+                np.random.default_rng(fitted.seeds["sample"]), chunk_rows=chunk_rows,
+                name=run.synthesizer,
+            )
+            rows = save_directory(
+                target,
+                lambda tmp: write_streamed_release(
+                    tmp, chunks, format, fitted.privacy.to_dict(), record
+                ),
+                overwrite=overwrite,
+            )
+        release = StreamedRelease(
+            path=target, file=release_file(format), rows=rows, privacy=fitted.privacy,
+            run=run, schema=schema, seeds=fitted.recorded_seeds, versions=vers,
+            timings=timings,
+        )
+        self._pm.run_finished(run, release)
+        return release
+
+    def _fit(
+        self,
+        data: Any,
+        schema: Schema,
+        test: pd.DataFrame | None,
+        backend: str,
+        chunk_rows: int,
+    ) -> _Fitted:
+        """Check the input, run the synthesizer on it, and settle the release size."""
         if not isinstance(schema, Schema):
             raise ConfigError(
                 f"schema must be a safes_framework.Schema, got {type(schema).__name__}"
             )
-        codes = schema.encode_array(data)  # validates before any budget is spent
+        if self.metrics and not isinstance(data, pd.DataFrame):
+            raise ConfigError(
+                "metrics read the real table: pass it as a pandas DataFrame to use metrics"
+            )
+        # Reads, checks and encodes the whole input before any budget is spent.
+        source = open_source(data, schema, backend=backend, chunk_rows=chunk_rows)
         if test is not None:
             schema.validate(test)
         noise, seeds, recorded_seeds = self._streams()
@@ -185,44 +332,17 @@ class SafesChain:
         timings: dict[str, float] = {}
         self._pm.run_started(run)
 
-        source = InMemorySource(codes, schema.sizes)
         with self._stage(run, "synthesizer", timings) as ctx:
             table = PrivateTable(source, schema, accountant, noise, stage="synthesizer")
             self.synthesizer.fit(table, ctx)
         rows_read = table.rows_read
-        del source, table, codes  # nothing after synthesis needs the sensitive rows
+        del source, table  # nothing after synthesis needs the sensitive rows
         if self.rows is None:
             rows = _release_size(self.synthesizer, run.synthesizer)
             release_size = ESTIMATED_SIZE
         else:
             rows = self.rows
             release_size = f"chosen by the caller (rows={rows})"
-
-        with self._stage(run, "sample", timings):
-            synth_codes = self.synthesizer.sample(rows, np.random.default_rng(seeds["sample"]))
-            try:
-                synth_codes = schema.check_codes(synth_codes)
-            except DataError as exc:
-                raise SafesError(
-                    f"synthesizer {run.synthesizer!r} returned codes outside the schema: {exc}"
-                ) from exc
-            if synth_codes.shape[0] != rows:
-                raise SafesError(
-                    f"synthesizer {run.synthesizer!r} returned {synth_codes.shape[0]} rows, "
-                    f"{rows} were asked for"
-                )
-            synthetic = schema.decode(synth_codes)
-
-        output = FairnessOutput(synthetic)
-        if self.fairness is not None:
-            with self._stage(run, "fairness", timings):
-                output = apply_fairness(
-                    self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
-                )
-            # Settings resolved while fitting (e.g. an automatic choice) are what the release
-            # should record.
-            run = dataclasses.replace(run, fairness_params=self.fairness.params())
-
         assumptions: tuple[str, ...] = ASSUMPTIONS
         if self.seed is not None:
             assumptions += (SEED_ASSUMPTION,)
@@ -238,32 +358,7 @@ class SafesChain:
             release_size=release_size,
             assumptions=assumptions,
         )
-        results: dict[str, MetricResult] = {}
-        if self.metrics:
-            with self._stage(run, "metrics", timings):
-                inputs = MetricInputs(
-                    release=output.data,
-                    schema=schema,
-                    weights=output.weights,
-                    train=data,
-                    test=test,
-                    seed=seeds["metrics"] % 2**63,
-                )
-                for m in self.metrics:
-                    results[_component_name(m)] = m.compute(inputs)
-        release = Release(
-            data=output.data,
-            weights=output.weights,
-            privacy=privacy,
-            schema=schema,
-            run=run,
-            seeds=recorded_seeds,
-            versions=versions(),
-            timings=timings,
-            metrics=results,
-        )
-        self._pm.run_finished(run, release)
-        return release
+        return _Fitted(run, timings, rows, seeds, recorded_seeds, privacy)
 
     @contextmanager
     def _stage(self, run: RunInfo, stage: str, timings: dict[str, float]) -> Iterator[StageContext]:
@@ -275,6 +370,18 @@ class SafesChain:
         yield ctx
         timings[stage] = time.perf_counter() - start
         self._pm.stage_finished(run, stage, timings[stage])
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """A fitted chain's state between synthesis and sampling."""
+
+    run: RunInfo
+    timings: dict[str, float]
+    rows: int
+    seeds: dict[str, int]
+    recorded_seeds: dict[str, int]
+    privacy: PrivacyReport
 
 
 def _release_size(synthesizer: Synthesizer, name: str) -> int:

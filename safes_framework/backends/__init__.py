@@ -13,8 +13,18 @@ import logging
 import os
 from typing import Any
 
+import pandas as pd
+
+from ..access import CountSource, InMemorySource
 from ..errors import ConfigError
-from ..ingest import code_dtype, file_format, is_table_path, parquet_rows
+from ..ingest import (
+    DEFAULT_CHUNK_ROWS,
+    code_dtype,
+    encode_table,
+    file_format,
+    is_table_path,
+    parquet_rows,
+)
 from ..schema import Schema
 
 logger = logging.getLogger(__name__)
@@ -53,20 +63,21 @@ def estimated_code_bytes(data: Any, schema: Schema) -> int | None:
         if str(data).lower().endswith((".gz", ".bz2", ".zst", ".xz", ".zip")):
             size *= 8  # a typical text compression ratio
         return size // (2 * len(schema.columns)) * per_row
+    if isinstance(data, pd.DataFrame):
+        return len(data) * per_row
     rows = getattr(data, "num_rows", None)
     if isinstance(rows, int):
         return rows * per_row
-    if hasattr(data, "__len__") and hasattr(data, "columns") and not hasattr(data, "query"):
-        return len(data) * per_row
     return None
 
 
 def choose_backend(data: Any, schema: Schema, backend: str = "auto") -> str:
     """The backend that serves `data`: "memory", "duckdb" or "dask".
 
-    "auto" picks "dask" for a Dask DataFrame, "memory" (compact codes in memory) when the
-    codes fit in `MEMORY_SHARE` of the available memory (or their size is unknown and `data`
-    is a pandas DataFrame, which is in memory already), and "duckdb" otherwise. The choice
+    "auto" picks "dask" for a Dask DataFrame, "memory" for a pandas DataFrame (it is in
+    memory already, and its codes take less), "memory" (compact codes in memory) for a file
+    or Arrow table whose codes fit in `MEMORY_SHARE` of the available memory, and "duckdb"
+    otherwise (also for a DuckDB relation, whose size is unknown without a scan). The choice
     depends on the size of the table, so it is never recorded in a release.
     """
     if backend not in BACKENDS:
@@ -75,6 +86,8 @@ def choose_backend(data: Any, schema: Schema, backend: str = "auto") -> str:
         return backend
     if type(data).__module__.startswith("dask"):
         return "dask"
+    if isinstance(data, pd.DataFrame):
+        return "memory"
     need = estimated_code_bytes(data, schema)
     if need is None:
         return "duckdb"
@@ -83,3 +96,35 @@ def choose_backend(data: Any, schema: Schema, backend: str = "auto") -> str:
     logger.info("backend auto: codes need about %.3g GB, limit %.3g GB: %s",
                 need / 1e9, limit / 1e9, choice)
     return choice
+
+
+def open_source(
+    data: Any,
+    schema: Schema,
+    *,
+    backend: str = "auto",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> CountSource:
+    """The `CountSource` that serves `data` (checked against `schema` before it returns).
+
+    Args:
+        data: a pandas DataFrame, a CSV or Parquet path, a pyarrow Table, a DuckDB relation,
+            or (backend "dask") a Dask DataFrame.
+        schema: the public schema.
+        backend: "auto", "memory", "duckdb" or "dask" (see `choose_backend`).
+        chunk_rows: rows per chunk when encoding into memory.
+
+    Raises:
+        ConfigError, DataError: bad settings or input; nothing has been spent.
+    """
+    choice = choose_backend(data, schema, backend)
+    if choice == "memory":
+        codes = encode_table(data, schema, chunk_rows=chunk_rows)
+        return InMemorySource(list(codes.arrays), schema.sizes)
+    if choice == "duckdb":
+        from .duckdb import DuckDBSource
+
+        return DuckDBSource(data, schema)
+    from .dask import DaskSource
+
+    return DaskSource(data, schema)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..access import Clique
 from ..errors import (
@@ -130,7 +131,8 @@ class DuckDBSource:
     `GROUP BY GROUPING SETS` query; every answer is cached.
 
     Args:
-        data: a CSV or Parquet path, a DuckDB relation, or a pyarrow Table.
+        data: a CSV or Parquet path, a DuckDB relation, a pyarrow Table, or a pandas
+            DataFrame (DuckDB scans it where it is).
         schema: the public schema (domains come from here, never from the data).
         memory_limit: DuckDB's memory limit, for a connection this source opens (a relation
             keeps its own connection's settings).
@@ -175,6 +177,10 @@ class DuckDBSource:
             self._con = connection or duckdb.connect(config=self._config(memory_limit, threads))
             base = self._con.from_arrow(data)
             self.description = "the Arrow table"
+        elif isinstance(data, pd.DataFrame):
+            self._con = connection or duckdb.connect(config=self._config(memory_limit, threads))
+            base = self._con.from_df(data)
+            self.description = "the DataFrame"
         elif hasattr(data, "query") and hasattr(data, "types"):
             base = data
             self._con = None
