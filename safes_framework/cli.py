@@ -99,9 +99,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         df, schema = datasets.load(args.dataset)
         source = {"dataset": args.dataset}
     elif args.data and args.schema:
+        from .ingest import file_format
+
         try:
             schema = Schema.from_json(Path(args.schema).read_text())
-            df = pd.read_csv(args.data)
+            # The chain reads --data in chunks; metrics need the real table whole.
+            fmt = file_format(args.data)
+            df = args.data
+            if args.metric:
+                df = pd.read_parquet(args.data) if fmt == "parquet" else pd.read_csv(args.data)
             if args.test:
                 test = pd.read_csv(args.test)
         except (OSError, ValueError) as exc:
@@ -149,22 +155,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     printer = None if args.quiet else ProgressPrinter()
     if printer is not None:
         pm.register(printer, name="safes-cli-progress")
+    extra = {"input": source, "command": _redacted_argv(sys.argv)}
+    from .streaming import release_file
+
+    table_file = release_file(args.out_format)
     try:
         chain = SafesChain(
             synth, fairness, metrics=args.metric, seed=args.seed, rows=args.rows,
             plugin_manager=pm,
         )
-        release = chain.run(df, schema, test=test)
+        if fairness is None and not args.metric and evaluation is None:
+            # Nothing needs the whole synthetic table: sample and write it in chunks.
+            streamed = chain.stream(
+                df, schema, out, format=args.out_format, overwrite=args.overwrite,
+                extra=extra, backend=args.backend, chunk_rows=args.chunk_rows,
+            )
+            p, rows = streamed.privacy, streamed.rows
+        else:
+            release = chain.run(
+                df, schema, test=test, backend=args.backend, chunk_rows=args.chunk_rows
+            )
+            release.save(out, overwrite=args.overwrite, extra=extra, format=args.out_format)
+            p, rows = release.privacy, len(release.data)
     finally:
         if printer is not None:
             pm.unregister("safes-cli-progress")
-    release.save(
-        out, overwrite=args.overwrite,
-        extra={"input": source, "command": _redacted_argv(sys.argv)},
-    )
-    p = release.privacy
     print(
-        f"wrote {out}/release.csv ({len(release.data)} rows), privacy.json, run.json; "
+        f"wrote {out}/{table_file} ({rows} rows), privacy.json, run.json; "
         f"({p.epsilon:.6g}, {p.delta:.3g})-DP, budget ({p.budget[0]:.6g}, {p.budget[1]:.3g})"
     )
     if evaluation is not None:
@@ -213,7 +230,18 @@ COMMANDS: dict[
 def _build_run(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("input")
     src.add_argument("--dataset", help="bundled dataset: adult, compas, adult-full")
-    src.add_argument("--data", help="CSV of a sensitive table (with --schema)")
+    src.add_argument(
+        "--data", help="CSV or Parquet file of a sensitive table (with --schema); read in chunks"
+    )
+    src.add_argument(
+        "--backend", default="auto", choices=("auto", "memory", "duckdb"),
+        help="where marginals are counted: compact codes in memory, or DuckDB scanning the "
+        "file in place (default auto: memory while the codes fit; see docs/scale.md)",
+    )
+    src.add_argument(
+        "--chunk-rows", type=int, default=1 << 20, metavar="N",
+        help="rows per chunk when reading the input and writing the release",
+    )
     src.add_argument("--schema", help="JSON schema of --data (see Schema.to_json)")
     p.add_argument("--synthesizer", default="mst", help="registered synthesizer (default mst)")
     p.add_argument("--epsilon", type=float, required=True)
@@ -236,6 +264,10 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=None, help="fairness bound of --fairness")
     p.add_argument("--fairness-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output directory (the release)")
+    p.add_argument(
+        "--out-format", default="csv", choices=("csv", "parquet"),
+        help="format of the released table (release.csv or release.parquet)",
+    )
     p.add_argument(
         "--metric", action="append", default=[], metavar="NAME",
         help="a metric to compute (needs --evaluation; repeatable)",

@@ -186,8 +186,11 @@ class Release:
         *,
         overwrite: bool = False,
         extra: Mapping[str, Any] | None = None,
+        format: str = "csv",
     ) -> Path:
         """Write `release.csv`, `privacy.json` and `run.json` into directory `out`.
+
+        With `format="parquet"` the table is `release.parquet` instead of `release.csv`.
 
         Nothing else goes there: metrics and timings read the real table and belong in
         `save_evaluation`'s file. Files are written to a temporary directory first and moved
@@ -195,6 +198,9 @@ class Release:
         are a `weight` column of `release.csv`. `extra` is merged into `run.json` (public
         settings such as the dataset's name; never a seed or a statistic of the real table).
         """
+        from .streaming import release_file, write_table
+
+        table_file = release_file(format)
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise ConfigError(f"output directory {str(out)!r} is not empty (pass overwrite)")
@@ -204,13 +210,13 @@ class Release:
             table = self.data
             if self.weights is not None:
                 table = table.assign(weight=self.weights)
-            table.to_csv(tmp / "release.csv", index=False)
+            write_table(tmp / table_file, [table], format)
             (tmp / "privacy.json").write_text(json.dumps(self.privacy.to_dict(), indent=2))
             (tmp / "run.json").write_text(
                 json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2)
             )
             out.mkdir(exist_ok=True)
-            for f in RELEASE_FILES:
+            for f in (table_file, *RELEASE_FILES[1:]):
                 os.replace(tmp / f, out / f)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
