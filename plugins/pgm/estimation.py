@@ -50,6 +50,12 @@ def estimate_graph(
     )
 
 
+def _inner(a: np.ndarray, b: np.ndarray) -> float:
+    """sum(a * b) without BLAS: on a shared machine a threaded BLAS dot of a few thousand
+    numbers waits for its threads (1.5 ms at load 4 on 2 cores, vs 0.05 ms here)."""
+    return float(np.einsum("i,i->", a, b))
+
+
 def _armijo_blocks(
     step: Callable[[float], bool],
     loss: Callable[[], float],
@@ -103,7 +109,7 @@ def _mirror_descent(
 
     def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
         g = precision * (m - y)
-        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * float(np.dot(g, m - y)), grad=spread(g))
+        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * _inner(g, m - y), grad=spread(g))
 
     mu0 = forward(theta)
     settle(theta, mu0, measure(mu0))
@@ -113,8 +119,8 @@ def _mirror_descent(
         mu2 = forward(theta2)
         m2 = measure(mu2)
         diff2 = m2 - y
-        loss2 = 0.5 * float(np.dot(precision * diff2, diff2))
-        if state["loss"] - loss2 >= 0.5 * a * float(np.dot(state["g"], state["m"] - m2)):
+        loss2 = 0.5 * _inner(precision * diff2, diff2)
+        if state["loss"] - loss2 >= 0.5 * a * _inner(state["g"], state["m"] - m2):
             settle(theta2, mu2, m2)
             return True
         return False
