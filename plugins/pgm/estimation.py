@@ -63,17 +63,21 @@ def _armijo_blocks(
     tol: float | None,
     alpha: float,
     patience: int = 2,
+    settled: Callable[[], bool] | None = None,
 ) -> float:
     """mbi's mirror-descent schedule: blocks of CALLBACK_EVERY Armijo steps, optional `tol`.
 
     `step(alpha)` tries one step and says whether it was accepted; the step size grows by 1.01
     on acceptance and halves on rejection. With `tol`, stop once the loss has improved by at
-    most `tol` (relative) over `patience` consecutive blocks. Returns the final step size.
+    most `tol` (relative) over `patience` consecutive blocks; with `settled`, stop after the
+    first block at whose end it returns True. Returns the final step size.
     """
     prev, stalls = math.inf, 0
     for _ in range(math.ceil(iters / mbi_estimation.CALLBACK_EVERY)):
         for _ in range(mbi_estimation.CALLBACK_EVERY):
             alpha = alpha * 1.01 if step(alpha) else alpha * 0.5
+        if settled is not None and settled():
+            break
         if tol is not None:
             current = loss()
             stalls = stalls + 1 if prev - current <= tol * max(abs(current), 1.0) else 0
@@ -94,6 +98,8 @@ def _mirror_descent(
     iters: int,
     tol: float | None,
     alpha: float,
+    watch: tuple[int, int] | None = None,
+    settle_share: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """mbi's mirror descent on log-potentials `theta` (McKenna et al. 2019, Algorithm 1).
 
@@ -101,6 +107,11 @@ def _mirror_descent(
     measured marginals, `spread` a gradient on the measured marginals back to the potentials.
     The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One forward
     pass per iteration suffices, since a rejected step keeps the current marginals.
+
+    With `watch` = (start, stop), a slice of the stacked measured marginals (one measured
+    clique), the fit stops after the first block in which that marginal moved (L1) by at most
+    `settle_share` of its whole move since the start: the clique a round has just measured
+    has settled, and so has most of what that measurement changes.
 
     Returns:
         The final potentials, model marginals and step size.
@@ -125,7 +136,18 @@ def _mirror_descent(
             return True
         return False
 
-    alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha)
+    settled = None
+    if watch is not None:
+        first = state["m"][slice(*watch)].copy()
+        last = [first]
+
+        def settled() -> bool:
+            now = state["m"][slice(*watch)]
+            moved = float(np.abs(now - last[0]).sum())
+            last[0] = now.copy()
+            return moved <= settle_share * float(np.abs(now - first).sum())
+
+    alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha, settled=settled)
     return state["theta"], state["mu"], alpha
 
 
@@ -147,6 +169,7 @@ class _Terms:
         self.y = np.concatenate([v for v, _ in values])
         self.precision = np.concatenate([1.0 / s**2 for _, s in values])
         offsets = _offsets([v.size for v, _ in values], measured)
+        self.offsets = offsets
         p_rows, p_cols, s_rows, s_cols = [], [], [], []
         for c in measured:
             parent = route[c]
@@ -225,6 +248,8 @@ class TreeMirrorDescent:
         warm_start: TreeFit | None = None,
         tol: float | None = None,
         step_size: float | None = None,
+        watch: Clique | None = None,
+        settle_share: float = 0.1,
     ) -> TreeFit:
         """Fit the model of the measured cliques in `log`.
 
@@ -235,6 +260,8 @@ class TreeMirrorDescent:
             tol: stop early (mbi's rule) when the loss stops improving by this relative amount.
             step_size: a larger initial step size than mbi's 2 / (L N) to start from (e.g. the
                 last step size of the warm start's fit); the smaller one is ignored.
+            watch: a measured clique; stop once its marginal has settled (its move over a
+                block of iterations is at most `settle_share` of its move since the start).
         """
         dom = self.domain
         cliques = tuple(
@@ -257,7 +284,7 @@ class TreeMirrorDescent:
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
         theta, mu, alpha = _mirror_descent(
             theta,
-            lambda th: tree.calibrate(th, total),
+            lambda th: tree.calibrate_scaled(th, total),
             terms.project.__matmul__,
             terms.spread.__matmul__,
             terms.y,
@@ -265,6 +292,8 @@ class TreeMirrorDescent:
             iters=iters,
             tol=tol,
             alpha=alpha,
+            watch=None if watch is None else terms.offsets[tuple(dom.canonical(watch))],
+            settle_share=settle_share,
         )
         potentials = {
             c: theta[slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))

@@ -139,6 +139,50 @@ class JunctionTree:
                     beliefs[child] += down + top - up[child]
         return out
 
+    def calibrate_scaled(self, theta: np.ndarray, total: float) -> np.ndarray:
+        """`calibrate` with one exponential per cell: messages passed as scaled probabilities.
+
+        Each node's table is exponentiated once (shifted by its maximum); the collect pass
+        multiplies children's separator sums (each rescaled to a maximum of 1) into their
+        parents, and the distribute pass multiplies each child by the ratio of its parent's
+        calibrated separator marginal to the message the child sent. The same marginals as
+        `calibrate` up to rounding, at about half its cost on large tables: on a processor
+        without AVX-512, numpy's float64 `exp` costs ~10 ns a cell and dominates. A cell whose
+        probability underflows relative to its node's largest (below e^-745) becomes 0.
+        """
+        flat = self.gather @ theta
+        probs: dict[Clique, np.ndarray] = {}
+        for n in self.nodes:
+            b = flat[slice(*self.offsets[n])].reshape(self.shapes[n])
+            top = np.max(b)
+            probs[n] = np.exp(b - (top if np.isfinite(top) else 0.0))
+        parent_of = {c: p for p in self.nodes for c in self.children[p]}
+        up: dict[Clique, np.ndarray] = {}
+        for n in self.postorder:
+            if n in parent_of:
+                p = parent_of[n]
+                out_child, _out_parent, in_child, in_parent = self._link[(p, n)]
+                msg = probs[n].sum(axis=out_child, keepdims=True) if out_child else probs[n]
+                scale = float(np.max(msg))
+                msg = msg.reshape(in_child) / (scale if scale > 0 else 1.0)
+                up[n] = msg
+                probs[p] *= msg.reshape(in_parent)
+        out = np.empty_like(flat)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for n in self.preorder:
+                q = probs[n]
+                mass = q.sum()
+                view = out[slice(*self.offsets[n])].reshape(self.shapes[n])
+                np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
+                for child in self.children[n]:
+                    _out_child, out_parent, in_child, _in_parent = self._link[(n, child)]
+                    sep = view.sum(axis=out_parent, keepdims=True) if out_parent else view
+                    sent = up[child]
+                    ratio = np.divide(sep.reshape(in_child), sent,
+                                      out=np.zeros(in_child), where=sent > 0)
+                    probs[child] *= ratio
+        return out
+
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
         """The node tables of a flat vector (views)."""
         return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
