@@ -413,7 +413,10 @@ class AIM(Synthesizer):
         if self._marginals is None:
             raise SafesError("aim: call fit() before sample()")
         data = pgm.sample_tree(self._marginals, rows, rng)
-        return np.stack([data[c] for c in self._columns], axis=1)
+        out = np.empty((rows, len(self._columns)), dtype=np.int64, order="F")
+        for j, c in enumerate(self._columns):
+            out[:, j] = data.pop(c)
+        return out  # column-major: each column is contiguous for decoding
 
 
 class _Engine:
