@@ -181,7 +181,9 @@ def iter_duckdb(relation: Any, schema: Schema, *, chunk_rows: int = DEFAULT_CHUN
     """The schema's columns of a DuckDB relation, chunk by chunk (DuckDB scans it)."""
     _check_columns(schema, list(relation.columns), "the DuckDB relation")
     cols = ", ".join(_quote(n) for n in schema.names)
-    reader = relation.project(cols).fetch_record_batch(chunk_rows)
+    projected = relation.project(cols)
+    reader = (projected.to_arrow_reader(chunk_rows) if hasattr(projected, "to_arrow_reader")
+              else projected.fetch_record_batch(chunk_rows))
     for batch in reader:
         yield batch.to_pandas()
 
@@ -290,7 +292,12 @@ def encode_table(
         _check_columns(schema, list(data.columns), "the table")
         return encode_chunks(schema, iter_frame(data, chunk_rows=chunk_rows), rows=len(data))
     if is_table_path(data):
-        rows = parquet_rows(data) if file_format(data) == "parquet" else None
+        rows = None
+        if file_format(data) == "parquet":
+            try:
+                rows = parquet_rows(data)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read {str(data)!r} as parquet: {exc}") from None
         return encode_chunks(
             schema, iter_file(data, schema, chunk_rows=chunk_rows),
             source=repr(str(data)), rows=rows,
