@@ -68,13 +68,15 @@ def _armijo_blocks(
     """mbi's mirror-descent schedule: blocks of CALLBACK_EVERY Armijo steps, optional `tol`.
 
     `step(alpha)` tries one step and says whether it was accepted; the step size grows by 1.01
-    on acceptance and halves on rejection. With `tol`, stop once the loss has improved by at
+    on acceptance and halves on rejection. `iters` steps in all (the last block may be
+    shorter). With `tol`, stop once the loss has improved by at
     most `tol` (relative) over `patience` consecutive blocks; with `settled`, stop after the
     first block at whose end it returns True. Returns the final step size.
     """
     prev, stalls = math.inf, 0
-    for _ in range(math.ceil(iters / mbi_estimation.CALLBACK_EVERY)):
-        for _ in range(mbi_estimation.CALLBACK_EVERY):
+    every = mbi_estimation.CALLBACK_EVERY
+    for start in range(0, iters, every):
+        for _ in range(min(every, iters - start)):
             alpha = alpha * 1.01 if step(alpha) else alpha * 0.5
         if settled is not None and settled():
             break
@@ -250,18 +252,22 @@ class TreeMirrorDescent:
         step_size: float | None = None,
         watch: Clique | None = None,
         settle_share: float = 0.1,
+        max_work: float | None = None,
     ) -> TreeFit:
         """Fit the model of the measured cliques in `log`.
 
         Args:
             log: the measurements.
-            iters: at most this many iterations (rounded up to a multiple of CALLBACK_EVERY).
+            iters: at most this many iterations.
             warm_start: start from this fit's potentials instead of the uniform model.
             tol: stop early (mbi's rule) when the loss stops improving by this relative amount.
             step_size: a larger initial step size than mbi's 2 / (L N) to start from (e.g. the
                 last step size of the warm start's fit); the smaller one is ignored.
             watch: a measured clique; stop once its marginal has settled (its move over a
                 block of iterations is at most `settle_share` of its move since the start).
+            max_work: at most this many cell-iterations (iterations x cells of the junction
+                tree), and at least one iteration: one iteration costs about a pass over
+                every cell, so this bounds the fit's time however large the model grows.
         """
         dom = self.domain
         cliques = tuple(
@@ -282,6 +288,9 @@ class TreeMirrorDescent:
                 view += values.reshape(_broadcast_shape(old, target, dom))
 
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
+        if max_work is not None:
+            cells = tree.offsets[tree.nodes[-1]][1]
+            iters = max(1, min(iters, int(max_work // max(cells, 1))))
         theta, mu, alpha = _mirror_descent(
             theta,
             lambda th: tree.calibrate_scaled(th, total),

@@ -49,6 +49,12 @@ FINAL_TOL: float | None = None
 #: A round's fit (tree engine) stops once the marginal it has just measured has settled: its
 #: move over a block of iterations is at most this share of its move since the round began.
 ROUND_SETTLE: float | None = 0.1
+#: Largest work (iterations x cells of the model) of one round's fit and of the initial and
+#: final fits (tree engine). One iteration costs about a pass over the model's cells, so
+#: these bound AIM's time as the model grows with the number of records; a model of up to
+#: 200,000 cells (1.5 MB) keeps every iteration of the schedule.
+ROUND_WORK: float | None = 5e7
+FINAL_WORK: float | None = 2e9
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -337,7 +343,7 @@ class AIM(Synthesizer):
         for m in data.measure([(c,) for c in columns], sigma, label="one-way marginals"):
             log.add(m.clique, m.values, m.sigma)
         rho_used = d / (2.0 * sigma**2)
-        model = engine.fit(log, self.max_iters, None, FINAL_TOL)
+        model = engine.fit(log, self.max_iters, None, FINAL_TOL, None, FINAL_WORK)
         marginals = engine.marginals(model)
         sizes = pgm.ModelSizeCache(dom)
         joint_mb = d * math.prod(data.sizes.values()) * 8 / 2**20  # bounds any junction tree's size
@@ -376,7 +382,7 @@ class AIM(Synthesizer):
             (m,) = data.measure([chosen], sigma, label=f"round {t} measurement")
             log.add(m.clique, m.values, m.sigma)
             before = estimates[chosen]
-            model = engine.fit(log, round_iters, model, ROUND_TOL, chosen)
+            model = engine.fit(log, round_iters, model, ROUND_TOL, chosen, ROUND_WORK)
             marginals = engine.marginals(model)
             after = marginals.vector(chosen)
             cells = data.domain_size(chosen)
@@ -394,7 +400,7 @@ class AIM(Synthesizer):
                 f"aim: round {t} measured {chosen}; budget used {min(1.0, rho_used / rho):.1%}",
             )
 
-        model = engine.fit(log, self.max_iters, model, FINAL_TOL)
+        model = engine.fit(log, self.max_iters, model, FINAL_TOL, None, FINAL_WORK)
         self._marginals = engine.marginals(model)
         self._columns = columns
         self.history_ = history
@@ -430,7 +436,7 @@ class _Engine:
 def _engine(name: str, dom: Any, cliques: list[Clique]) -> _Engine:
     if name == "mbi":
         return _Engine(
-            lambda log, iters, warm, tol, watch=None: pgm.estimate_graph(
+            lambda log, iters, warm, tol, watch=None, work=None: pgm.estimate_graph(
                 dom, log, iters=iters, warm_start=warm, tol=tol
             ),
             pgm.TreeMarginals.from_model,
@@ -443,11 +449,15 @@ def _engine(name: str, dom: Any, cliques: list[Clique]) -> _Engine:
         warm: pgm.TreeFit | None,
         tol: float | None,
         watch: Clique | None = None,
+        work: float | None = None,
     ) -> pgm.TreeFit:
         step = warm.step_size if (warm is not None and CARRY_STEP_SIZE) else None
-        if isinstance(md, pgm.TreeMirrorDescent) and ROUND_SETTLE is not None:
-            return md.estimate(log, iters=iters, warm_start=warm, step_size=step, tol=tol,
-                               watch=watch, settle_share=ROUND_SETTLE)
+        if isinstance(md, pgm.TreeMirrorDescent):
+            return md.estimate(
+                log, iters=iters, warm_start=warm, step_size=step, tol=tol,
+                watch=watch if ROUND_SETTLE is not None else None,
+                settle_share=ROUND_SETTLE or 0.0, max_work=work,
+            )
         return md.estimate(log, iters=iters, warm_start=warm, step_size=step, tol=tol)
 
     return _Engine(fit, lambda fitted: fitted.marginals)
