@@ -62,7 +62,7 @@ def fetch_marginals(source: CountSource, cliques: Iterable[Clique]) -> dict[Cliq
 
 
 def count_codes(
-    columns: Sequence[np.ndarray], shapes: Sequence[Sequence[int]], rows: int
+    columns: Sequence[Sequence[np.ndarray]], shapes: Sequence[Sequence[int]], rows: int
 ) -> list[np.ndarray]:
     """Exact counts (int64, flat in C order) of several marginals of in-memory codes.
 
@@ -84,14 +84,14 @@ def count_codes(
             if not cols:
                 counts[0] += stop - start
                 continue
-            flat = cols[0][start:stop].astype(dtype)
+            flat: np.ndarray = cols[0][start:stop].astype(dtype)
             if strides[0] != 1:
-                flat *= strides[0]
+                np.multiply(flat, strides[0], out=flat)
             for col, stride in zip(cols[1:], strides[1:], strict=True):
-                part = col[start:stop].astype(dtype)
+                part: np.ndarray = col[start:stop].astype(dtype)
                 if stride != 1:
-                    part *= stride
-                flat += part
+                    np.multiply(part, stride, out=part)
+                np.add(flat, part, out=flat)
             counts += np.bincount(flat, minlength=size)
     return out
 

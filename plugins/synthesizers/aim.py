@@ -54,7 +54,7 @@ ROUND_SETTLE: float | None = 0.1
 #: these bound AIM's time as the model grows with the number of records; a model of up to
 #: 200,000 cells (1.5 MB) keeps every iteration of the schedule.
 ROUND_WORK: float | None = 5e7
-FINAL_WORK: float | None = 2e9
+FINAL_WORK: float | None = 5e8
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

@@ -10,6 +10,7 @@ DataFrame: a `mapInPandas` over partitions returning the same counts, summed by 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,14 +31,20 @@ def _partition_counts(
     index_of = {n: j for j, n in enumerate(schema.names)}
     shapes = [tuple(schema.sizes[a] for a in c) for c in cliques]
     if len(frame) == 0:
-        return [np.zeros(int(np.prod(s, dtype=np.int64)), dtype=np.int64) for s in shapes]
+        return [np.zeros(math.prod(s), dtype=np.int64) for s in shapes]
     codes = encode_chunks(schema, [frame], source=f"partition {index} of the Dask DataFrame")
     cols = [[codes.arrays[index_of[a]] for a in c] for c in cliques]
     return count_codes(cols, shapes, codes.rows)
 
 
 def _add(*parts: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.sum(arrays, axis=0, dtype=np.int64) for arrays in zip(*parts, strict=True)]
+    out: list[np.ndarray] = []
+    for arrays in zip(*parts, strict=True):
+        total = np.zeros_like(arrays[0], dtype=np.int64)
+        for a in arrays:
+            total += a
+        out.append(total)
+    return out
 
 
 class DaskSource:

@@ -104,8 +104,8 @@ def code_expression(col: Column, sql_type: str, *, text: bool) -> str:
     ct = _code_type(col.size)
     if isinstance(col, Categorical):
         cats = list(col.categories)
-        consecutive = cats == list(range(cats[0], cats[0] + len(cats)))
-        if all(isinstance(c, int) and not isinstance(c, bool) for c in cats) and consecutive:
+        ints = [c for c in cats if isinstance(c, int) and not isinstance(c, bool)]
+        if len(ints) == len(cats) and ints == list(range(ints[0], ints[0] + len(ints))):
             lo, hi = cats[0], cats[-1]
             return (f"CAST(CASE WHEN {v} = floor({v}) AND {v} BETWEEN {lo} AND {hi} "
                     f"THEN {v} - {lo} END AS {ct})")
