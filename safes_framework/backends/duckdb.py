@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: Default memory limit of the DuckDB connection this source opens (it spills beyond it).
 DEFAULT_MEMORY_LIMIT = "2GB"
 
+#: Columns one GROUPING SETS query may involve (DuckDB's GROUPING() is a 64-bit mask).
+MAX_GROUPING_COLUMNS = 60
+
 _INPUT = "safes_input"
 _CODES = "safes_codes"
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -66,6 +69,19 @@ def _literal(value: object) -> str:
 
 def _code_type(size: int) -> str:
     return next((t for limit, t in _CODE_TYPES if size <= limit), "UBIGINT")
+
+
+def _batches(cliques: Sequence[Clique], limit: int) -> list[list[Clique]]:
+    """The cliques in consecutive batches whose columns together number at most `limit`."""
+    out: list[list[Clique]] = [[]]
+    columns: set[str] = set()
+    for c in cliques:
+        if out[-1] and len(columns | set(c)) > limit:
+            out.append([])
+            columns = set()
+        out[-1].append(c)
+        columns |= set(c)
+    return out
 
 
 def code_expression(col: Column, sql_type: str, *, text: bool) -> str:
@@ -238,7 +254,13 @@ class DuckDBSource:
     def _validate(self) -> int:
         """Count the rows and the one-way marginals in one scan; raise on a bad value."""
         names = list(self.schema.names)
-        counts, total, nulls = self._grouping_sets([(n,) for n in names], allow_null=True)
+        counts: dict[Clique, np.ndarray] = {}
+        nulls: dict[str, int] = {}
+        total = 0
+        for batch in _batches([(n,) for n in names], MAX_GROUPING_COLUMNS):
+            part, total, part_nulls = self._grouping_sets(batch, allow_null=True)
+            counts.update(part)
+            nulls.update(part_nulls)
         if total == 0:
             raise EmptyDataError(f"{self.description} has no rows")
         bad = [n for n in names if nulls.get(n, 0) > 0]
@@ -348,10 +370,11 @@ class DuckDBSource:
         if todo:
             logger.info("duckdb: counting %d marginals in one scan of %s", len(todo),
                         self.description)
-            found, _, _ = self._grouping_sets(todo)
-            for c in todo:
-                found[c].setflags(write=False)
-                self._cache[c] = found[c]
+            for batch in _batches(todo, MAX_GROUPING_COLUMNS):
+                found, _, _ = self._grouping_sets(batch)
+                for c in batch:
+                    found[c].setflags(write=False)
+                    self._cache[c] = found[c]
         return {c: self._cache[c] for c in wanted}
 
     def num_rows(self) -> int:

@@ -148,3 +148,17 @@ def test_dask_counts_on_a_local_cluster_equal_in_memory_counts(
         bad.loc[2999, "age"] = 5
         with pytest.raises(DomainError, match="'age'.*5"):
             DaskSource(dd.from_pandas(bad, npartitions=5), mixed_schema())
+
+
+def test_duckdb_splits_batches_wider_than_grouping_allows(
+    table: pd.DataFrame, reference: InMemorySource, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import safes_framework.backends.duckdb as duck
+
+    monkeypatch.setattr(duck, "MAX_GROUPING_COLUMNS", 2)
+    source = DuckDBSource(_inputs(table, tmp_path)["parquet"], mixed_schema())
+    assert source.scans == 3  # five one-way marginals, two columns a query
+    got = source.marginals(CLIQUES)
+    for clique in CLIQUES:
+        np.testing.assert_array_equal(got[clique], reference.marginal(clique))
