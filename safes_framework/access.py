@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -10,6 +10,10 @@ import numpy as np
 from .errors import DataError, SchemaError
 
 Clique = tuple[str, ...]
+
+#: Rows per block when counting codes held in memory: the block's flat indices stay small
+#: (a few MB) whatever the number of rows, so memory is bounded by the codes themselves.
+COUNT_BLOCK_ROWS = 1 << 18
 
 
 @runtime_checkable
@@ -36,21 +40,94 @@ class CountSource(Protocol):
         """All rows as an (n, d) integer code matrix (only for mechanisms that declared events)."""
 
 
-class InMemorySource:
-    """A `CountSource` over an (n, d) matrix of integer codes held in memory.
+@runtime_checkable
+class BatchCountSource(CountSource, Protocol):
+    """A `CountSource` that answers many marginals at once (one scan of the data for all).
 
-    Marginals are `np.bincount` over mixed-radix codes, computed once per clique and cached.
+    Optional: the DP primitives call `marginals` with every clique a step needs (all
+    candidates of a selection round, all marginals of a measurement) when a source has it,
+    and `marginal` one clique at a time otherwise.
+    """
+
+    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        """Exact counts (int64) of each clique's marginal, as `marginal` gives them."""
+
+
+def fetch_marginals(source: CountSource, cliques: Iterable[Clique]) -> dict[Clique, np.ndarray]:
+    """Exact counts of every clique: in one batch when `source` can, else one at a time."""
+    wanted = list(dict.fromkeys(tuple(c) for c in cliques))
+    if isinstance(source, BatchCountSource):
+        return source.marginals(wanted)
+    return {c: source.marginal(c) for c in wanted}
+
+
+def count_codes(
+    columns: Sequence[Sequence[np.ndarray]], shapes: Sequence[Sequence[int]], rows: int
+) -> list[np.ndarray]:
+    """Exact counts (int64, flat in C order) of several marginals of in-memory codes.
+
+    `columns[k]` holds the code arrays (one per clique column, any integer dtype) of marginal
+    k and `shapes[k]` its domain sizes. Rows are counted in blocks of `COUNT_BLOCK_ROWS`, every
+    marginal per block, so the mixed-radix indices never take more than a block's memory and
+    the block's codes are read while still in cache.
+    """
+    out: list[np.ndarray] = []
+    plans = []
+    for cols, shape in zip(columns, shapes, strict=True):
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(np.zeros(size, dtype=np.int64))
+        strides = [int(np.prod(shape[j + 1 :], dtype=np.int64)) for j in range(len(shape))]
+        plans.append((cols, strides, size, np.int32 if size < 2**31 else np.int64))
+    for start in range(0, rows, COUNT_BLOCK_ROWS):
+        stop = min(rows, start + COUNT_BLOCK_ROWS)
+        for counts, (cols, strides, size, dtype) in zip(out, plans, strict=True):
+            if not cols:
+                counts[0] += stop - start
+                continue
+            flat: np.ndarray = cols[0][start:stop].astype(dtype)
+            if strides[0] != 1:
+                np.multiply(flat, strides[0], out=flat)
+            for col, stride in zip(cols[1:], strides[1:], strict=True):
+                part: np.ndarray = col[start:stop].astype(dtype)
+                if stride != 1:
+                    np.multiply(part, stride, out=part)
+                np.add(flat, part, out=flat)
+            counts += np.bincount(flat, minlength=size)
+    return out
+
+
+class InMemorySource:
+    """A `CountSource` over integer codes held in memory.
+
+    Codes come as an (n, d) matrix or as one array per column; each column may use its own
+    (smallest) integer type, e.g. uint8 for a domain of at most 256 values (see
+    `safes_framework.ingest`). Marginals are `np.bincount` over mixed-radix codes, counted in
+    blocks of rows, computed once per clique and cached; `marginals` counts a batch of
+    cliques in one pass over the rows.
 
     Args:
-        codes: (n, d) integer codes, columns in the order of `sizes`.
+        codes: (n, d) integer codes, or a sequence of d code arrays of equal length, columns
+            in the order of `sizes`.
         sizes: domain size of every column, in column order.
     """
 
-    def __init__(self, codes: np.ndarray, sizes: Mapping[str, int]) -> None:
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != len(sizes):
-            raise DataError(f"expected codes of shape (n, {len(sizes)}), got {codes.shape}")
-        self._codes = codes
+    def __init__(self, codes: np.ndarray | Sequence[np.ndarray], sizes: Mapping[str, int]) -> None:
+        if isinstance(codes, np.ndarray):
+            if codes.ndim != 2 or codes.shape[1] != len(sizes):
+                raise DataError(f"expected codes of shape (n, {len(sizes)}), got {codes.shape}")
+            self._matrix: np.ndarray | None = codes
+            columns = [codes[:, j] for j in range(codes.shape[1])]
+        else:
+            columns = [np.asarray(c) for c in codes]
+            if len(columns) != len(sizes) or any(c.ndim != 1 for c in columns):
+                raise DataError(f"expected {len(sizes)} one-dimensional code arrays")
+            if len({c.shape[0] for c in columns}) > 1:
+                raise DataError("code arrays of different lengths")
+            self._matrix = None
+        if any(c.dtype.kind not in "iu" for c in columns):
+            raise DataError("codes must be integers")
+        self._columns = columns
+        self._rows = int(columns[0].shape[0]) if columns else 0
         self._sizes = dict(sizes)
         self._index = {name: j for j, name in enumerate(self._sizes)}
         self._cache: dict[Clique, np.ndarray] = {}
@@ -59,7 +136,7 @@ class InMemorySource:
     def sizes(self) -> Mapping[str, int]:
         return self._sizes
 
-    def _columns(self, clique: Sequence[str]) -> list[int]:
+    def _column_indices(self, clique: Sequence[str]) -> list[int]:
         try:
             return [self._index[c] for c in clique]
         except KeyError as exc:
@@ -69,24 +146,30 @@ class InMemorySource:
 
     def marginal(self, clique: Clique) -> np.ndarray:
         clique = tuple(clique)
-        if clique not in self._cache:
-            cols = self._columns(clique)
-            shape = tuple(self._sizes[c] for c in clique)
-            size = int(np.prod(shape, dtype=np.int64))
-            if not clique:
-                counts = np.array([self._codes.shape[0]], dtype=np.int64)
-            else:
-                flat = np.ravel_multi_index(tuple(self._codes[:, j] for j in cols), shape)
-                counts = np.bincount(flat, minlength=size).astype(np.int64, copy=False)
-            counts.setflags(write=False)
-            self._cache[clique] = counts
-        return self._cache[clique]
+        return self.marginals([clique])[clique]
+
+    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
+        todo = [c for c in wanted if c not in self._cache]
+        if todo:
+            cols = [[self._columns[j] for j in self._column_indices(c)] for c in todo]
+            shapes = [tuple(self._sizes[a] for a in c) for c in todo]
+            for clique, counts in zip(todo, count_codes(cols, shapes, self._rows), strict=True):
+                counts.setflags(write=False)
+                self._cache[clique] = counts
+        return {c: self._cache[c] for c in wanted}
 
     def num_rows(self) -> int:
-        return int(self._codes.shape[0])
+        return self._rows
 
     def rows(self) -> np.ndarray:
-        view = self._codes.view()
+        if self._matrix is not None:
+            view = self._matrix.view()
+        else:
+            dtype = np.result_type(*[c.dtype for c in self._columns])
+            view = np.empty((self._rows, len(self._columns)), dtype=dtype)
+            for j, col in enumerate(self._columns):
+                view[:, j] = col
         view.setflags(write=False)
         return view
 
@@ -129,8 +212,14 @@ class CompressedSource:
 
     def marginal(self, clique: Clique) -> np.ndarray:
         clique = tuple(clique)
-        if clique not in self._cache:
-            base = self._source.marginal(clique)
+        return self.marginals([clique])[clique]
+
+    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
+        todo = [c for c in wanted if c not in self._cache]
+        bases = fetch_marginals(self._source, todo)
+        for clique in todo:
+            base = bases[clique]
             new_shape = tuple(self._sizes[c] for c in clique)
             grids = np.meshgrid(
                 *[self._mapping.get(c, np.arange(self._source.sizes[c])) for c in clique],
@@ -146,7 +235,7 @@ class CompressedSource:
             np.add.at(counts, target, np.asarray(base, dtype=np.int64).reshape(-1))
             counts.setflags(write=False)
             self._cache[clique] = counts
-        return self._cache[clique]
+        return {c: self._cache[c] for c in wanted}
 
     def num_rows(self) -> int:
         return self._source.num_rows()

@@ -5,18 +5,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import secrets
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from .access import Clique, InMemorySource
+from .backends import open_source
 from .base import (
     FairnessOutput,
     FairnessTransformer,
@@ -31,7 +34,6 @@ from .binning import STAGE as BINNING
 from .errors import (
     BudgetExceededError,
     ConfigError,
-    DataError,
     FairnessStageError,
     MetricsStageError,
     PrivacyError,
@@ -39,6 +41,8 @@ from .errors import (
     SafesError,
     SmallTableWarning,
 )
+from .ingest import DEFAULT_CHUNK_ROWS, encode_table
+from .outputs import check_output_dir
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
@@ -46,6 +50,13 @@ from .privacy.accountant import NEIGHBOURING
 from .privacy.noise import NoiseSource, SecureNoise, SeededNoise
 from .release import PrivacyReport, Release, RunInfo, _jsonable, versions
 from .schema import Schema
+from .streaming import (
+    StreamedRelease,
+    release_file,
+    sample_chunks,
+    save_directory,
+    write_streamed_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -233,18 +244,31 @@ class SafesChain:
         )
 
     def run(
-        self, data: pd.DataFrame, schema: Schema, *, test: pd.DataFrame | None = None
+        self,
+        data: Any,
+        schema: Schema,
+        *,
+        test: pd.DataFrame | None = None,
+        backend: str = "auto",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> Release:
         """Run the chain on the sensitive table `data` declared by `schema`.
 
-        Everything that needs no data is checked first (`plan`), then the table is validated,
-        and only then is budget spent: DP bin edges, if the schema declares any, then the
-        synthesizer.
+        Everything that needs no data is checked first (`plan`), then the table is read,
+        validated and encoded, and only then is budget spent: DP bin edges, if the schema
+        declares any, then the synthesizer.
 
         Args:
-            data: the sensitive table (schema labels).
+            data: the sensitive table (schema labels): a pandas DataFrame, a path to a CSV or
+                Parquet file, a pyarrow Table, or a DuckDB relation. It is read in chunks of
+                `chunk_rows` rows and never held whole as labels (see `safes_framework.ingest`).
             schema: its public schema.
             test: an optional real held-out table for metrics.
+            backend: where marginals are counted: "memory" (compact codes in memory), "duckdb"
+                (counted in place, for tables larger than memory), "dask", or "auto" (see
+                `safes_framework.backends.choose_backend`). Every backend gives the same
+                exact counts, so the release does not depend on it.
+            chunk_rows: rows per chunk when reading and encoding.
 
         Returns:
             The release (data, weights, privacy report, post-processing seeds, versions), with
@@ -256,98 +280,14 @@ class SafesChain:
                 lost).
             MetricsStageError: a metric failed; its `release` is the complete release.
         """
-        self.plan(schema, test=test is not None)  # public checks, before the data is read
-        grid = schema.grid() if schema.dp_binned else schema
-        codes = grid.encode_array(data)  # validates before any budget is spent
-        if test is not None:
-            grid.validate(test)
-        if len(codes) == 1:
-            # Depends on the exact size: for the caller (the data owner), never in the release.
-            warnings.warn(
-                "the table has a single record: differential privacy hides it, so the release "
-                "is noise and carries no information about it; check the input",
-                SmallTableWarning,
-                stacklevel=2,
-            )
-        noise, seeds, recorded_seeds = self._streams()
-        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
-        accountant = RDPAccountant(budget=budget)
-        bins = plan_bins(schema, accountant, self.bin_share)
-        run = RunInfo(
-            run_id=uuid.uuid4().hex,
-            synthesizer=_component_name(self.synthesizer),
-            synthesizer_params=self.synthesizer.params(),
-            fairness=None if self.fairness is None else _component_name(self.fairness),
-            fairness_params={} if self.fairness is None else self.fairness.params(),
-            metrics=tuple(_component_name(m) for m in self.metrics),
-            seeded=self.seed is not None,
-            binning=None if bins is None else bins.to_dict(),
-        )
-        accountant.on_spend = lambda entry: self._pm.privacy_spent(
-            run, entry, accountant.epsilon(budget[1]), budget[1]
-        )
-        timings: dict[str, float] = {}
-        self._pm.run_started(run)
-
-        if bins is not None:
-            with self._stage(run, BINNING, timings):
-                table = PrivateTable(
-                    InMemorySource(codes, grid.sizes), grid, accountant, noise, stage=BINNING
-                )
-                schema, codes = choose_edges(table, schema, codes, bins)
-                del table
-        source = InMemorySource(codes, schema.sizes)
-        with self._stage(run, "synthesizer", timings) as ctx:
-            table = PrivateTable(source, schema, accountant, noise, stage="synthesizer")
-            self.synthesizer.fit(table, ctx)
-        rows_read = table.rows_read
-        del source, table, codes  # nothing after synthesis needs the sensitive rows
-        estimate = (
-            _row_estimate(self.synthesizer, run.synthesizer)
-            if self.synthesizer.estimates_rows
-            else None
-        )
-        if self.rows is None:
-            assert estimate is not None  # checked in __init__
-            rows = max(1, int(round(estimate)))
-            release_size = ESTIMATED_SIZE
-        else:
-            rows = self.rows
-            release_size = f"chosen by the caller (rows={rows})"
-        _warn_if_delta_is_large(budget[1], estimate if estimate is not None else float(rows))
-
+        fitted = self._fit(data, schema, test, backend, chunk_rows)
+        run, timings, rows, seeds = fitted.run, fitted.timings, fitted.rows, fitted.seeds
+        privacy, recorded_seeds, schema = fitted.privacy, fitted.recorded_seeds, fitted.schema
         with self._stage(run, "sample", timings):
-            sample_rng = np.random.default_rng(seeds["sample"])
-            synth_codes = self.synthesizer.sample(rows, sample_rng)
-            try:
-                synth_codes = schema.check_codes(synth_codes)
-            except DataError as exc:
-                raise SafesError(
-                    f"synthesizer {run.synthesizer!r} returned codes outside the schema: {exc}"
-                ) from exc
-            if synth_codes.shape[0] != rows:
-                raise SafesError(
-                    f"synthesizer {run.synthesizer!r} returned {synth_codes.shape[0]} rows, "
-                    f"{rows} were asked for"
-                )
-            # Binned values are drawn inside their bins, continuing the sampling stream.
-            synthetic = schema.decode(synth_codes, sample_rng)
-
-        assumptions: tuple[str, ...] = ASSUMPTIONS
-        if self.seed is not None:
-            assumptions += (SEED_ASSUMPTION,)
-        if rows_read:
-            assumptions += (ROWS_ASSUMPTION,)
-        privacy = PrivacyReport(
-            epsilon=accountant.epsilon(budget[1]),
-            delta=budget[1],
-            budget=budget,
-            ledger=tuple(e.to_dict() for e in accountant.entries),
-            neighbouring=NEIGHBOURING,
-            noise=noise.describe(),
-            release_size=release_size,
-            assumptions=assumptions,
-        )
+            (synthetic,) = sample_chunks(
+                self.synthesizer, schema, rows, np.random.default_rng(seeds["sample"]),
+                chunk_rows=rows, name=run.synthesizer,
+            )
 
         output = FairnessOutput(synthetic)
         if self.fairness is not None:
@@ -402,6 +342,165 @@ class SafesChain:
         self._pm.run_finished(run, release)
         return release
 
+    def stream(
+        self,
+        data: Any,
+        schema: Schema,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "csv",
+        overwrite: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> StreamedRelease:
+        """Run the synthesizer and write the release to directory `out` in chunks of rows.
+
+        Like `run` followed by `Release.save`, but the synthetic table is sampled, decoded and
+        written `chunk_rows` rows at a time (CSV or Parquet, by `format`), so memory is bounded
+        by the fitted model, not by the number of released rows. A release of at most
+        `chunk_rows` rows is the one `run` gives with the same seed. Needs a chain without a
+        fairness transformer or metrics (they need the whole synthetic table).
+
+        Returns:
+            Where the release went, its row count and its records (timings in memory only).
+        """
+        release_file(format)
+        if self.fairness is not None or self.metrics:
+            raise ConfigError(
+                "a streamed release has no fairness stage or metrics (they need the whole "
+                "synthetic table); use run() and Release.save()"
+            )
+        target = check_output_dir(out, overwrite=overwrite)
+        fitted = self._fit(data, schema, None, backend, chunk_rows)
+        run, timings, schema = fitted.run, fitted.timings, fitted.schema
+        vers = versions()
+
+        def record(rows: int) -> dict[str, Any]:
+            return {**run.to_dict(), "rows": rows, "weights": False,
+                    "seeds": dict(fitted.recorded_seeds), "versions": vers,
+                    "schema": schema.to_dict(), **dict(extra or {})}
+
+        with self._stage(run, "sample", timings):
+            chunks = sample_chunks(
+                self.synthesizer, schema, fitted.rows,
+                np.random.default_rng(fitted.seeds["sample"]), chunk_rows=chunk_rows,
+                name=run.synthesizer,
+            )
+            rows = save_directory(
+                target,
+                lambda tmp: write_streamed_release(
+                    tmp, chunks, format, fitted.privacy.to_dict(), record
+                ),
+                overwrite=overwrite,
+            )
+        release = StreamedRelease(
+            path=target, file=release_file(format), rows=rows, privacy=fitted.privacy,
+            run=run, schema=schema, seeds=fitted.recorded_seeds, versions=vers,
+            timings=timings,
+        )
+        self._pm.run_finished(run, release)
+        return release
+
+    def _fit(
+        self,
+        data: Any,
+        schema: Schema,
+        test: pd.DataFrame | None,
+        backend: str,
+        chunk_rows: int,
+    ) -> _Fitted:
+        """Check, read and encode the input, spend the budget, and settle the release size."""
+        self.plan(schema, test=test is not None)  # public checks, before the data is read
+        if self.metrics and not isinstance(data, pd.DataFrame):
+            raise ConfigError(
+                "metrics read the real table: pass it as a pandas DataFrame to use metrics"
+            )
+        grid = schema.grid() if schema.dp_binned else schema
+        # Reads, checks and encodes the whole input before any budget is spent. DP bin edges
+        # re-code the grid's cells, so they need the codes in memory.
+        if schema.dp_binned:
+            codes = np.stack(encode_table(data, grid, chunk_rows=chunk_rows).arrays, axis=1)
+            source = None
+            n_records = codes.shape[0]
+        else:
+            source = open_source(data, schema, backend=backend, chunk_rows=chunk_rows)
+            n_records = source.num_rows()
+        if test is not None:
+            grid.validate(test)
+        if n_records == 1:
+            # Depends on the exact size: for the caller (the data owner), never in the release.
+            warnings.warn(
+                "the table has a single record: differential privacy hides it, so the release "
+                "is noise and carries no information about it; check the input",
+                SmallTableWarning,
+                stacklevel=3,
+            )
+        noise, seeds, recorded_seeds = self._streams()
+        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
+        accountant = RDPAccountant(budget=budget)
+        bins = plan_bins(schema, accountant, self.bin_share)
+        run = RunInfo(
+            run_id=uuid.uuid4().hex,
+            synthesizer=_component_name(self.synthesizer),
+            synthesizer_params=self.synthesizer.params(),
+            fairness=None if self.fairness is None else _component_name(self.fairness),
+            fairness_params={} if self.fairness is None else self.fairness.params(),
+            metrics=tuple(_component_name(m) for m in self.metrics),
+            seeded=self.seed is not None,
+            binning=None if bins is None else bins.to_dict(),
+        )
+        accountant.on_spend = lambda entry: self._pm.privacy_spent(
+            run, entry, accountant.epsilon(budget[1]), budget[1]
+        )
+        timings: dict[str, float] = {}
+        self._pm.run_started(run)
+
+        if source is None:
+            if bins is not None:
+                with self._stage(run, BINNING, timings):
+                    table = PrivateTable(
+                        InMemorySource(codes, grid.sizes), grid, accountant, noise, stage=BINNING
+                    )
+                    schema, codes = choose_edges(table, schema, codes, bins)
+                    del table
+            source = InMemorySource(codes, schema.sizes)
+            del codes
+        with self._stage(run, "synthesizer", timings) as ctx:
+            table = PrivateTable(source, schema, accountant, noise, stage="synthesizer")
+            self.synthesizer.fit(table, ctx)
+        rows_read = table.rows_read
+        del source, table  # nothing after synthesis needs the sensitive rows
+        estimate = (
+            _row_estimate(self.synthesizer, run.synthesizer)
+            if self.synthesizer.estimates_rows
+            else None
+        )
+        if self.rows is None:
+            assert estimate is not None  # checked in __init__
+            rows = max(1, int(round(estimate)))
+            release_size = ESTIMATED_SIZE
+        else:
+            rows = self.rows
+            release_size = f"chosen by the caller (rows={rows})"
+        _warn_if_delta_is_large(budget[1], estimate if estimate is not None else float(rows))
+        assumptions: tuple[str, ...] = ASSUMPTIONS
+        if self.seed is not None:
+            assumptions += (SEED_ASSUMPTION,)
+        if rows_read:
+            assumptions += (ROWS_ASSUMPTION,)
+        privacy = PrivacyReport(
+            epsilon=accountant.epsilon(budget[1]),
+            delta=budget[1],
+            budget=budget,
+            ledger=tuple(e.to_dict() for e in accountant.entries),
+            neighbouring=NEIGHBOURING,
+            noise=noise.describe(),
+            release_size=release_size,
+            assumptions=assumptions,
+        )
+        return _Fitted(run, timings, rows, seeds, recorded_seeds, privacy, schema)
+
     def _fairness_failed(
         self,
         exc: Exception,
@@ -453,6 +552,19 @@ class SafesChain:
         yield ctx
         timings[stage] = time.perf_counter() - start
         self._pm.stage_finished(run, stage, timings[stage])
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """A fitted chain's state between synthesis and sampling (`schema`: with DP edges resolved)."""
+
+    run: RunInfo
+    timings: dict[str, float]
+    rows: int
+    seeds: dict[str, int]
+    recorded_seeds: dict[str, int]
+    privacy: PrivacyReport
+    schema: Schema
 
 
 def _planned_rho(accountant: RDPAccountant) -> float | None:

@@ -142,6 +142,7 @@ def _fairness_of(pm: Any, args: argparse.Namespace) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .chain import SafesChain
     from .errors import FairnessStageError, MetricsStageError
+    from .streaming import release_file
 
     pm = get_plugin_manager()
     # Everything that needs no data comes first: no error may come after budget is spent.
@@ -160,8 +161,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"--evaluation {str(evaluation)!r} lies inside the release directory "
                 f"{str(out)!r}; it is not private: write it elsewhere"
             )
-        if evaluation.is_dir():
-            raise ConfigError(f"evaluation file {str(evaluation)!r} is a directory")
         if evaluation.exists() and not args.overwrite:
             raise ConfigError(f"evaluation file {str(evaluation)!r} exists (add --overwrite)")
         if evaluation.is_dir():
@@ -187,31 +186,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "experiments): the release is private only while the seed stays secret. The seed "
             "is not recorded. Leave --seed out for a release."
         )
+    assert out is not None  # checked above: only --dry-run goes without --out
     df, test = _read_inputs(args, schema)
     printer = None if args.quiet else ProgressPrinter()
     if printer is not None:
         pm.register(printer, name="safes-cli-progress")
+    extra = {"input": source, "command": _redacted_argv(sys.argv)}
+    table_file = release_file(args.out_format)
     code = 0
+    release = None
     try:
-        release = chain.run(df, schema, test=test)
-    except FairnessStageError as exc:
-        release, code = exc.release, EXIT_FAIRNESS_FAILED
-        _warn(str(exc.__cause__ or exc))
-    except MetricsStageError as exc:
-        release, code = exc.release, EXIT_METRICS_FAILED
-        _warn(str(exc))
+        if fairness is None and not args.metric and evaluation is None:
+            # Nothing needs the whole synthetic table: sample and write it in chunks.
+            streamed = chain.stream(
+                df, schema, out, format=args.out_format, overwrite=args.overwrite,
+                extra=extra, backend=args.backend, chunk_rows=args.chunk_rows,
+            )
+            p, rows = streamed.privacy, streamed.rows
+        else:
+            try:
+                release = chain.run(
+                    df, schema, test=test, backend=args.backend, chunk_rows=args.chunk_rows
+                )
+            except FairnessStageError as exc:
+                release, code = exc.release, EXIT_FAIRNESS_FAILED
+                _warn(str(exc.__cause__ or exc))
+            except MetricsStageError as exc:
+                release, code = exc.release, EXIT_METRICS_FAILED
+                _warn(str(exc))
+            release.save(out, overwrite=args.overwrite, extra=extra, format=args.out_format)
+            p, rows = release.privacy, len(release.data)
     finally:
         if printer is not None:
             pm.unregister("safes-cli-progress")
-    assert out is not None
-    release.save(
-        out, overwrite=args.overwrite,
-        extra={"input": source, "command": _redacted_argv(sys.argv)},
-    )
-    p = release.privacy
     kind = "" if code == 0 else " (the DP synthetic table WITHOUT fairness)"
     print(
-        f"wrote {out}/release.csv ({len(release.data)} rows){kind}, privacy.json, run.json; "
+        f"wrote {out}/{table_file} ({rows} rows){kind}, privacy.json, run.json; "
         f"({p.epsilon:.6g}, {p.delta:.3g})-DP, budget ({p.budget[0]:.6g}, {p.budget[1]:.3g})"
     )
     if code == EXIT_FAIRNESS_FAILED:
@@ -232,6 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _warn("no evaluation was written; the release is complete")
         return code
     if evaluation is not None:
+        assert release is not None  # an evaluation needs the in-memory run
         release.save_evaluation(evaluation, overwrite=args.overwrite)
         print(f"wrote {evaluation} (metrics on the real table: NOT private, do not publish)")
     return code
@@ -245,9 +256,10 @@ def _read_inputs(args: argparse.Namespace, schema: Any) -> tuple[Any, Any]:
     if args.dataset:
         df, _ = datasets.load(args.dataset)
         return df, None
-    df = read_table(args.data, schema=schema)
     test = read_table(args.test, schema=schema) if args.test else None
-    return df, test
+    if not args.metric:
+        return args.data, test  # the chain reads and encodes it in chunks
+    return read_table(args.data, schema=schema), test  # metrics need the real table whole
 
 
 def _print_plan(plan: dict[str, Any], schema: Any) -> None:
@@ -392,9 +404,20 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     )
     src = p.add_argument_group("input")
     src.add_argument("--dataset", help="bundled dataset: adult, compas, adult-full")
-    src.add_argument("--data", help="the sensitive table: CSV or Parquet (with --schema)")
+    src.add_argument(
+        "--data", help="the sensitive table: CSV or Parquet (with --schema); read in chunks"
+    )
     src.add_argument(
         "--schema", help="schema of --data: a TOML or JSON file (docs/data.md)"
+    )
+    src.add_argument(
+        "--backend", default="auto", choices=("auto", "memory", "duckdb"),
+        help="where marginals are counted: compact codes in memory, or DuckDB scanning the "
+        "file in place (default auto: memory while the codes fit; see docs/scale.md)",
+    )
+    src.add_argument(
+        "--chunk-rows", type=int, default=1 << 20, metavar="N",
+        help="rows per chunk when reading the input and writing the release",
     )
     p.add_argument("--synthesizer", default="mst", help="registered synthesizer (default mst)")
     p.add_argument("--epsilon", type=float, required=True)
@@ -429,6 +452,10 @@ def _build_run(p: argparse.ArgumentParser) -> None:
         "--bin-share", type=float, default=DEFAULT_BIN_SHARE, metavar="SHARE",
         help="share of the budget (as zCDP) for DP bin edges of columns declared with "
         f'edges = "dp" (default {DEFAULT_BIN_SHARE})',
+    )
+    p.add_argument(
+        "--out-format", default="csv", choices=("csv", "parquet"),
+        help="format of the released table (release.csv or release.parquet)",
     )
     p.add_argument(
         "--metric", action="append", default=[], metavar="NAME",

@@ -124,5 +124,7 @@ def safes_run_finished(run: RunInfo, release: Release) -> None:
 
     Args:
         run: the run.
-        release: the release (data, weights, privacy report, timings).
+        release: the release (data, weights, privacy report, timings); for a release
+            written in chunks (`SafesChain.stream`), a `StreamedRelease` (its directory, row
+            count and records, no data in memory).
     """

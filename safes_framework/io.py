@@ -36,7 +36,7 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
     name = path.name.lower()
     try:
         if name.endswith(CSV_SUFFIXES):
-            check_unique_columns(_csv_header(path), source=f"the header of {path}")
+            check_unique_columns(csv_header(path), source=f"the header of {path}")
             dtype = None
             if schema is not None:
                 from .schema import Categorical
@@ -60,7 +60,7 @@ def read_table(path: str | os.PathLike[str], *, schema: Schema | None = None) ->
     raise AssertionError("unreachable: check_table_path accepts known suffixes only")
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
     """The raw column names of a CSV file (gzip-compressed or not), as written."""
     import csv
     import gzip

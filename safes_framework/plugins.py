@@ -22,6 +22,7 @@ from .registry import Registry
 if TYPE_CHECKING:
     from .privacy import LedgerEntry
     from .release import Release, RunInfo
+    from .streaming import StreamedRelease
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class PluginManager:
     ) -> None:
         self._pm.hook.safes_progress(run=run, stage=stage, step=step, total=total, message=message)
 
-    def run_finished(self, run: RunInfo, release: Release) -> None:
+    def run_finished(self, run: RunInfo, release: Release | StreamedRelease) -> None:
         self._pm.hook.safes_run_finished(run=run, release=release)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .access import Clique, CompressedSource, CountSource
+from .access import Clique, CompressedSource, CountSource, fetch_marginals
 from .errors import ConfigError, PrivacyError
 from .privacy import ExponentialMechanism, Gaussian, RDPAccountant
 from .privacy.noise import INT_LIMIT, NoiseSource
@@ -153,9 +153,10 @@ class PrivateTable:
             stage=self._stage,
             label=label,
         )
+        exact = fetch_marginals(self._source, checked)  # one scan for all, where the source can
         out = []
         for clique in checked:
-            counts = self._source.marginal(clique)
+            counts = exact[clique]
             noisy = self._noise.discrete_gaussian(counts, float(sigma))
             noisy.setflags(write=False)
             out.append(Measurement(clique, noisy, float(sigma)))
@@ -230,9 +231,10 @@ class PrivateTable:
             ExponentialMechanism(epsilon=float(epsilon)), stage=self._stage, label=label
         )
         w_max = Fraction(float(w.max()))
+        exact = fetch_marginals(self._source, checked)  # one scan for the round, where possible
         scores = []
         for c, est_units, w_r, p_r in zip(checked, lattice, w, pen, strict=True):
-            counts = np.asarray(self._source.marginal(c), dtype=np.int64)
+            counts = np.asarray(exact[c], dtype=np.int64)
             if int(counts.sum()) > INT_LIMIT // SCORE_UNITS:
                 raise PrivacyError("tables of more than 2**46 records cannot be scored exactly")
             error = int(np.abs(counts * SCORE_UNITS - est_units).sum(dtype=np.int64))

@@ -282,8 +282,11 @@ class Release:
         *,
         overwrite: bool = False,
         extra: Mapping[str, Any] | None = None,
+        format: str = "csv",
     ) -> Path:
         """Write `release.csv`, `privacy.json` and `run.json` into directory `out`.
+
+        With `format="parquet"` the table is `release.parquet` instead of `release.csv`.
 
         Nothing else goes there: metrics and timings read the real table and belong in
         `save_evaluation`'s file. Files are written to a temporary directory first and moved
@@ -299,11 +302,14 @@ class Release:
             ConfigError: `out` is not empty (without `overwrite`), is a file, or cannot be
                 created.
         """
+        from .streaming import release_file, write_table
+
+        table_file = release_file(format)
         with staged_directory(out, overwrite=overwrite) as tmp:
             table = self.data
             if self.weights is not None:
                 table = table.assign(weight=self.weights)
-            table.to_csv(tmp / "release.csv", index=False)
+            write_table(tmp / table_file, [table], format)
             (tmp / "privacy.json").write_text(json.dumps(self.privacy.to_dict(), indent=2))
             (tmp / "run.json").write_text(
                 json.dumps({**self.run_record(), **_jsonable(extra or {})}, indent=2)

@@ -96,6 +96,8 @@ class Categorical:
         return codes.astype(np.int64)
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in self.categories):
+            return np.asarray(self.categories, dtype=np.int64)[codes]  # no object array
         cats = np.empty(len(self.categories), dtype=object)
         cats[:] = list(self.categories)
         out = cats[codes]
@@ -739,7 +741,12 @@ class Schema:
             raise DataError(f"expected codes of shape (n, {len(self.columns)}), got {arr.shape}")
         if arr.dtype.kind not in "iu":
             raise DtypeError(f"codes must be integers, got dtype {arr.dtype}")
+        if arr.shape[0] == 0:
+            return arr
+        low, high = arr.min(axis=0), arr.max(axis=0)  # one pass over the rows
         for j, c in enumerate(self.columns):
+            if low[j] >= 0 and high[j] < c.size:
+                continue
             bad = (arr[:, j] < 0) | (arr[:, j] >= c.size)
             if bad.any():
                 v = int(arr[np.flatnonzero(bad)[0], j])

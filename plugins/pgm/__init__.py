@@ -16,7 +16,13 @@ jax.config.update("jax_enable_x64", True)
 # mbi builds many small programs; a persistent compilation cache only slows it down.
 jax.config.update("jax_enable_compilation_cache", False)
 
-from .domain import Clique, ModelSizeCache, domain, model_size_mb  # noqa: E402
+from .domain import (  # noqa: E402
+    Clique,
+    JunctionTreeSizer,
+    ModelSizeCache,
+    domain,
+    model_size_mb,
+)
 from .estimation import (  # noqa: E402
     DenseMirrorDescent,
     TreeFit,
@@ -31,6 +37,7 @@ __all__ = [
     "Clique",
     "DenseMirrorDescent",
     "JunctionTree",
+    "JunctionTreeSizer",
     "LOSS_WEIGHTINGS",
     "MeasurementLog",
     "ModelSizeCache",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import mbi
@@ -20,20 +21,108 @@ def model_size_mb(dom: mbi.Domain, cliques: Sequence[Clique]) -> float:
     return float(mbi_junction_tree.hypothetical_model_size(dom, list(cliques)))
 
 
-class ModelSizeCache:
-    """`model_size_mb` of (measured cliques + one more), cached per distinct question.
+class JunctionTreeSizer:
+    """`model_size_mb` computed on bit masks: the same junction tree size, in microseconds.
 
-    The junction tree of a clique set costs milliseconds to build; an adaptive mechanism asks
-    about every candidate in every round, while the set of measured cliques rarely changes.
+    mbi sizes a model by building its junction tree with networkx (milliseconds for 14
+    columns); an adaptive mechanism asks about every candidate in every round. This follows
+    the same construction (mbi 2.0 `junction_tree.make_junction_tree`): a graph that is a tree
+    is its own junction tree; otherwise variables are eliminated greedily, each time the one
+    whose neighbourhood (with itself) has the fewest cells, ties to the first in domain order,
+    and the model's cells are those of the maximal elimination cliques (the maximal cliques of
+    the triangulated graph). Cell counts of column sets are cached by bit mask.
+
+    Args:
+        dom: the domain.
     """
 
     def __init__(self, dom: mbi.Domain) -> None:
         self.domain = dom
+        self._bit = {a: 1 << j for j, a in enumerate(dom.attributes)}
+        self._sizes = [int(s) for s in dom.shape]
+        self._cells: dict[int, int] = {0: 1}
+        self._bits: dict[int, tuple[int, ...]] = {}
+
+    def _members(self, mask: int) -> tuple[int, ...]:
+        out = self._bits.get(mask)
+        if out is None:
+            out = tuple(j for j in range(len(self._sizes)) if mask >> j & 1)
+            self._bits[mask] = out
+        return out
+
+    def cells_of(self, mask: int) -> int:
+        """Cells of the columns in `mask` (cached)."""
+        out = self._cells.get(mask)
+        if out is None:
+            out = math.prod(self._sizes[j] for j in self._members(mask))
+            self._cells[mask] = out
+        return out
+
+    def cells(self, cliques: Sequence[Clique]) -> int:
+        """Cells of the junction tree of `cliques`."""
+        d = len(self._sizes)
+        adj = [0] * d
+        present = 0
+        for cl in cliques:
+            mask = 0
+            for a in cl:
+                mask |= self._bit[a]
+            present |= mask
+            for j in self._members(mask):
+                adj[j] |= mask & ~(1 << j)
+        edges = sum(m.bit_count() for m in adj) // 2
+        if edges and edges == d - 1 and self._connected(adj):
+            return sum(
+                self._sizes[i] * self._sizes[j] for i in range(d) for j in range(i + 1, d)
+                if adj[i] >> j & 1
+            )
+        remaining = list(range(d))
+        cost = {j: self.cells_of(adj[j] | 1 << j) if present >> j & 1 else 1 for j in remaining}
+        blocks: list[int] = []
+        while remaining:
+            v = min(remaining, key=cost.__getitem__)  # ties: first in domain order
+            remaining.remove(v)
+            nbrs = adj[v]
+            blocks.append(nbrs | 1 << v)
+            for j in self._members(nbrs):
+                adj[j] = (adj[j] | nbrs) & ~(1 << j) & ~(1 << v)
+                cost[j] = self.cells_of(adj[j] | 1 << j)
+            present |= nbrs
+        maximal = [b for b in set(blocks) if not any(b != o and b & o == b for o in blocks)]
+        return sum(self.cells_of(b) for b in maximal)
+
+    @staticmethod
+    def _connected(adj: list[int]) -> bool:
+        seen, frontier = 1, 1
+        while frontier:
+            nxt = 0
+            for j in range(len(adj)):
+                if frontier >> j & 1:
+                    nxt |= adj[j]
+            frontier = nxt & ~seen
+            seen |= nxt
+        return seen == (1 << len(adj)) - 1
+
+    def size_mb(self, cliques: Sequence[Clique]) -> float:
+        """Size in MB of the junction tree of `cliques` (8 bytes a cell), as `model_size_mb`."""
+        return self.cells(cliques) * 8 / 2**20
+
+
+class ModelSizeCache:
+    """`model_size_mb` of (measured cliques + one more), cached per distinct question.
+
+    An adaptive mechanism asks about every candidate in every round, while the set of
+    measured cliques rarely changes; sizes come from `JunctionTreeSizer`.
+    """
+
+    def __init__(self, dom: mbi.Domain) -> None:
+        self.domain = dom
+        self.sizer = JunctionTreeSizer(dom)
         self._cache: dict[tuple[frozenset[Clique], Clique], float] = {}
 
     def size_with(self, cliques: Sequence[Clique], extra: Clique) -> float:
         """Size in MB of the junction tree of `cliques` plus `extra`."""
         key = (frozenset(mbi.clique_utils.maximal_subset(list(cliques))), tuple(extra))
         if key not in self._cache:
-            self._cache[key] = model_size_mb(self.domain, list(key[0]) + [tuple(extra)])
+            self._cache[key] = self.sizer.size_mb(list(key[0]) + [tuple(extra)])
         return self._cache[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,6 +104,14 @@ class JunctionTree:
             n for root in self.roots for n in nx.dfs_postorder_nodes(self.graph, root)
         ]
         self.preorder = self.postorder[::-1]
+        parent_of = {c: p for p in self.nodes for c in self.children[p]}
+        self._upward = [
+            (n, parent_of[n], self._link[(parent_of[n], n)])
+            for n in self.postorder if n in parent_of
+        ]
+        self._downward = {
+            n: [(c, self._link[(n, c)]) for c in self.children[n]] for n in self.nodes
+        }
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
         """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
@@ -137,6 +146,48 @@ class JunctionTree:
                     _out_child, out_parent, in_child, in_parent = self._link[(n, child)]
                     down = np.log(p.sum(axis=out_parent, keepdims=True)).reshape(in_child)
                     beliefs[child] += down + top - up[child]
+        return out
+
+    def calibrate_scaled(self, theta: np.ndarray, total: float) -> np.ndarray:
+        """`calibrate` with one exponential per cell: messages passed as scaled probabilities.
+
+        Each node's table is exponentiated once (shifted by its maximum); the collect pass
+        multiplies children's separator sums (each rescaled to a maximum of 1) into their
+        parents, and the distribute pass multiplies each child by the ratio of its parent's
+        calibrated separator marginal to the message the child sent. The same marginals as
+        `calibrate` up to rounding, at about half its cost on large tables: on a processor
+        without AVX-512, numpy's float64 `exp` costs ~10 ns a cell and dominates. A cell whose
+        probability underflows relative to its node's largest (below e^-745) becomes 0.
+        """
+        flat = self.gather @ theta
+        probs: dict[Clique, np.ndarray] = {}
+        for n in self.nodes:
+            b = flat[slice(*self.offsets[n])].reshape(self.shapes[n])
+            top = float(b.max())
+            probs[n] = np.exp(b - top) if math.isfinite(top) else np.exp(b)
+        up: dict[Clique, np.ndarray] = {}
+        for n, p, (out_child, _out_parent, in_child, in_parent) in self._upward:
+            q = probs[n]
+            msg = q.sum(axis=out_child, keepdims=True) if out_child else q
+            scale = float(msg.max())
+            if scale > 0:
+                msg = msg / scale
+            msg = msg.reshape(in_child)
+            up[n] = msg
+            probs[p] *= msg.reshape(in_parent)
+        out = np.empty_like(flat)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for n in self.preorder:
+                q = probs[n]
+                mass = float(q.sum())
+                view = out[slice(*self.offsets[n])].reshape(self.shapes[n])
+                np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
+                for child, (_out_child, out_parent, in_child, _in_parent) in self._downward[n]:
+                    sep = view.sum(axis=out_parent, keepdims=True) if out_parent else view
+                    sent = up[child]
+                    ratio = np.divide(sep.reshape(in_child), sent,
+                                      out=np.zeros(in_child), where=sent > 0)
+                    probs[child] *= ratio
         return out
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:

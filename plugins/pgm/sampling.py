@@ -7,21 +7,42 @@ import numpy as np
 from .junction_tree import TreeMarginals
 
 
-def _stratified_uniforms(groups: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
-    """One uniform per row, stratified within each group: (rank + U) / group size.
+def _sort_key(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """`groups` in the narrowest unsigned type: numpy sorts 8- and 16-bit keys by radix."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if n_groups - 1 <= np.iinfo(dtype).max:
+            return groups.astype(dtype)
+    return groups
 
-    Rows of a group get one draw in each of the group's equal-width strata, in random order;
-    this is randomized rounding of the group's conditional distribution (lower variance than
-    i.i.d. draws, same expectation).
+
+def _draw_column(
+    groups: np.ndarray, cond: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One code per row, drawn from `cond[group]` by randomized rounding within each group.
+
+    Group g's c_g rows receive category j exactly floor(c_g * F_j + U_g) - floor(c_g *
+    F_{j-1} + U_g) times (F the conditional CDF, U_g one uniform per group: systematic
+    sampling), so each category's count is within one of its expectation c_g * p_j; the rows
+    of a group receive them in uniformly random order (a random permutation, then a stable
+    sort by group). Every row's code is distributed as `cond[group]` exactly. The cost is a
+    radix sort and a few passes over the rows, with no search per row.
     """
     n = groups.size
+    n_groups, k = cond.shape
     perm = rng.permutation(n)
-    order = perm[np.argsort(groups[perm], kind="stable")]
+    order = perm[np.argsort(_sort_key(groups, n_groups)[perm], kind="stable")]
     counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(n) - starts[groups[order]]
-    return (ranks + rng.random(n)) / counts[groups]
+    cdf = np.cumsum(cond, axis=1)
+    bounds = np.floor(counts[:, None] * cdf + rng.random(n_groups)[:, None])
+    bounds[:, -1] = counts
+    # Guards against rounding in the cdf: non-decreasing, and never above the group's rows.
+    np.minimum(bounds, counts[:, None], out=bounds)
+    np.maximum.accumulate(bounds, axis=1, out=bounds)
+    per_cell = np.diff(bounds, axis=1, prepend=0.0).astype(np.int64)
+    codes = np.tile(np.arange(k, dtype=np.int64), n_groups)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.repeat(codes, per_cell.ravel())
+    return out
 
 
 def sample_tree(
@@ -29,9 +50,9 @@ def sample_tree(
 ) -> dict[str, np.ndarray]:
     """Draw `rows` records from a calibrated model with `rng` (never the global numpy state).
 
-    The same scheme as `sample` (reverse elimination order, stratified inverse-CDF draws
-    within each parent configuration), reading conditionals from `TreeMarginals`, so it needs
-    no JAX compilation.
+    Columns are drawn in reverse elimination order, each from its conditional given the
+    columns already drawn that share a model clique with it (read from `TreeMarginals`), by
+    randomized rounding within each configuration of those parents (`_draw_column`).
     """
     dom = marginals.domain
     nodes = [set(n) for n in marginals.nodes]
@@ -51,10 +72,5 @@ def sample_tree(
         fallback = joint.sum(axis=0, keepdims=True)
         fallback = fallback / fallback.sum() if fallback.sum() > 0 else np.full((1, k), 1.0 / k)
         cond = np.where(mass > 0, joint / np.where(mass > 0, mass, 1.0), fallback)
-        cdf = np.cumsum(cond, axis=1)
-        cdf[:, -1] = 1.0
-        u = _stratified_uniforms(groups, joint.shape[0], rng)
-        flat = (cdf + np.arange(joint.shape[0])[:, None]).ravel()
-        idx = np.searchsorted(flat, groups + u, side="right") - groups * k
-        out[col] = np.minimum(idx, k - 1).astype(np.int64)
+        out[col] = _draw_column(groups, cond, rng)
     return {col: out[col] for col in dom}

@@ -42,6 +42,19 @@ ROUND_ITERS_DIVISOR = 4
 #: Each round's line search starts from the previous round's last step size when that is
 #: larger than mbi's conservative 2 / (L N), instead of growing back from it by 1% a step.
 CARRY_STEP_SIZE = True
+#: Early stop of each round's fit and of the initial and final fits (mbi's rule: the loss
+#: improved by at most this relative amount over two blocks of iterations); None runs them all.
+ROUND_TOL: float | None = None
+FINAL_TOL: float | None = None
+#: A round's fit (tree engine) stops once the marginal it has just measured has settled: its
+#: move over a block of iterations is at most this share of its move since the round began.
+ROUND_SETTLE: float | None = 0.1
+#: Largest work (iterations x cells of the model) of one round's fit and of the initial and
+#: final fits (tree engine). One iteration costs about a pass over the model's cells, so
+#: these bound AIM's time as the model grows with the number of records; a model of up to
+#: 200,000 cells (1.5 MB) keeps every iteration of the schedule.
+ROUND_WORK: float | None = 5e7
+FINAL_WORK: float | None = 5e8
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -290,9 +303,10 @@ class AIM(Synthesizer):
                 f"max_model_size={self.max_model_size:g} MB; raise max_model_size"
             )
         oneway = [(c,) for c in columns]
+        sizer = pgm.JunctionTreeSizer(dom)
         too_big = [
             cl for cl, _ in workload
-            if len(cl) > 1 and pgm.model_size_mb(dom, oneway + [cl]) > self.max_model_size
+            if len(cl) > 1 and sizer.size_mb(oneway + [cl]) > self.max_model_size
         ]
         if too_big:
             msg = (
@@ -306,7 +320,7 @@ class AIM(Synthesizer):
         engine = self.engine
         if engine == "auto":
             engine = "dense" if cells * len(candidates) <= DENSE_MAX_WORK else "tree"
-        workload_mb = pgm.model_size_mb(dom, oneway + [cl for cl, _ in workload])
+        workload_mb = sizer.size_mb(oneway + [cl for cl, _ in workload])
         if workload_mb > self.max_model_size:
             logger.info(
                 "aim: a model of the whole workload would need %.3g MB, above max_model_size=%g "
@@ -343,7 +357,7 @@ class AIM(Synthesizer):
         for m in data.measure([(c,) for c in columns], sigma, label="one-way marginals"):
             log.add(m.clique, m.values, m.sigma)
         rho_used = d / (2.0 * sigma**2)
-        model = engine.fit(log, self.max_iters, None)
+        model = engine.fit(log, self.max_iters, None, FINAL_TOL, None, FINAL_WORK)
         marginals = engine.marginals(model)
         sizes = pgm.ModelSizeCache(dom)
         joint_mb = d * math.prod(data.sizes.values()) * 8 / 2**20  # bounds any junction tree's size
@@ -382,7 +396,7 @@ class AIM(Synthesizer):
             (m,) = data.measure([chosen], sigma, label=f"round {t} measurement")
             log.add(m.clique, m.values, m.sigma)
             before = estimates[chosen]
-            model = engine.fit(log, round_iters, model)
+            model = engine.fit(log, round_iters, model, ROUND_TOL, chosen, ROUND_WORK)
             marginals = engine.marginals(model)
             after = marginals.vector(chosen)
             cells = data.domain_size(chosen)
@@ -400,7 +414,7 @@ class AIM(Synthesizer):
                 f"aim: round {t} measured {chosen}; budget used {min(1.0, rho_used / rho):.1%}",
             )
 
-        model = engine.fit(log, self.max_iters, model)
+        model = engine.fit(log, self.max_iters, model, FINAL_TOL, None, FINAL_WORK)
         self._marginals = engine.marginals(model)
         self._columns = columns
         self.history_ = history
@@ -419,7 +433,10 @@ class AIM(Synthesizer):
         if self._marginals is None:
             raise SafesError("aim: call fit() before sample()")
         data = pgm.sample_tree(self._marginals, rows, rng)
-        return np.stack([data[c] for c in self._columns], axis=1)
+        out = np.empty((rows, len(self._columns)), dtype=np.int64, order="F")
+        for j, c in enumerate(self._columns):
+            out[:, j] = data.pop(c)
+        return out  # column-major: each column is contiguous for decoding
 
 
 class _Engine:
@@ -433,14 +450,29 @@ class _Engine:
 def _engine(name: str, dom: Any, cliques: list[Clique]) -> _Engine:
     if name == "mbi":
         return _Engine(
-            lambda log, iters, warm: pgm.estimate_graph(dom, log, iters=iters, warm_start=warm),
+            lambda log, iters, warm, tol, watch=None, work=None: pgm.estimate_graph(
+                dom, log, iters=iters, warm_start=warm, tol=tol
+            ),
             pgm.TreeMarginals.from_model,
         )
     md = pgm.DenseMirrorDescent(dom, cliques) if name == "dense" else pgm.TreeMirrorDescent(dom)
 
-    def fit(log: pgm.MeasurementLog, iters: int, warm: pgm.TreeFit | None) -> pgm.TreeFit:
+    def fit(
+        log: pgm.MeasurementLog,
+        iters: int,
+        warm: pgm.TreeFit | None,
+        tol: float | None,
+        watch: Clique | None = None,
+        work: float | None = None,
+    ) -> pgm.TreeFit:
         step = warm.step_size if (warm is not None and CARRY_STEP_SIZE) else None
-        return md.estimate(log, iters=iters, warm_start=warm, step_size=step)
+        if isinstance(md, pgm.TreeMirrorDescent):
+            return md.estimate(
+                log, iters=iters, warm_start=warm, step_size=step, tol=tol,
+                watch=watch if ROUND_SETTLE is not None else None,
+                settle_share=ROUND_SETTLE or 0.0, max_work=work,
+            )
+        return md.estimate(log, iters=iters, warm_start=warm, step_size=step, tol=tol)
 
     return _Engine(fit, lambda fitted: fitted.marginals)
 

@@ -158,13 +158,11 @@ class MST(Synthesizer):
         if self._model is None:
             raise SafesError("mst: call fit() before sample()")
         data = pgm.sample_tree(self._model, rows, rng)
-        cols = []
-        for c in self._columns:
-            codes = data[c]
-            if c in self._mapping:
-                codes = _decompress(codes, self._mapping[c], rng)
-            cols.append(codes)
-        return np.stack(cols, axis=1)
+        out = np.empty((rows, len(self._columns)), dtype=np.int64, order="F")
+        for j, c in enumerate(self._columns):
+            codes = data.pop(c)
+            out[:, j] = _decompress(codes, self._mapping[c], rng) if c in self._mapping else codes
+        return out  # column-major: each column is contiguous for decoding
 
 
 def _simplex_fit(values: np.ndarray, weights: np.ndarray, total: float) -> np.ndarray:

@@ -246,3 +246,63 @@ def test_inverse_std_weighting_is_mbi_1_0s_loss() -> None:
     default = pgm.MeasurementLog()
     default.add(("a", "b"), y1, s1)
     np.testing.assert_allclose(default.loss_weights(), 1 / s1**2)
+
+
+def test_junction_tree_sizer_matches_mbi_on_random_clique_sets() -> None:
+    sizes = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13, "g": 4, "h": 6}
+    dom = pgm.domain(sizes)
+    sizer = pgm.JunctionTreeSizer(dom)
+    rng = np.random.default_rng(3)
+    names = list(sizes)
+    pool = list(itertools.combinations(names, 2)) + list(itertools.combinations(names, 3))
+    for _ in range(150):
+        picks = [pool[i] for i in rng.choice(len(pool), rng.integers(1, 9), replace=False)]
+        if rng.random() < 0.5:
+            picks = [(a,) for a in names] + picks
+        assert sizer.size_mb(picks) == pgm.model_size_mb(dom, picks), picks
+    chain = [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e"), ("e", "f"), ("f", "g"), ("g", "h")]
+    assert sizer.size_mb(chain) == pgm.model_size_mb(dom, chain)  # a tree is its own
+
+
+def test_scaled_message_passing_matches_log_space_calibration(dom) -> None:
+    tree = pgm.JunctionTree(dom, CLIQUES)
+    rng = np.random.default_rng(0)
+    for scale in (0.1, 5.0, 60.0):
+        theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
+        np.testing.assert_allclose(
+            tree.calibrate_scaled(theta, 1234.0), tree.calibrate(theta, 1234.0),
+            rtol=1e-9, atol=1e-9 * 1234.0,
+        )
+
+
+def test_column_draws_round_each_group_to_within_one_of_its_expectation() -> None:
+    rng = np.random.default_rng(1)
+    cond = rng.dirichlet(np.ones(5), size=7)
+    groups = rng.integers(0, 7, 5000)
+    drawn = pgm.sampling._draw_column(groups, cond, np.random.default_rng(2))
+    counts = np.zeros((7, 5))
+    np.add.at(counts, (groups, drawn), 1)
+    expected = np.bincount(groups, minlength=7)[:, None] * cond
+    assert np.abs(counts - expected).max() < 1.0 + 1e-9
+    again = pgm.sampling._draw_column(groups, cond, np.random.default_rng(2))
+    assert np.array_equal(drawn, again)
+    # Within a group the codes land in random order, not in row order.
+    first = drawn[groups == 0]
+    assert not np.all(np.diff(first) >= 0)
+
+
+def test_work_bound_caps_iterations_by_model_cells(dom) -> None:
+    log = pgm.MeasurementLog()
+    rng = np.random.default_rng(0)
+    for clique in CLIQUES:
+        size = int(np.prod([SIZES[a] for a in clique]))
+        log.add(clique, rng.uniform(50, 150, size), 1.0)
+    engine = pgm.TreeMirrorDescent(dom)
+    calls: list[int] = []
+    tree = engine.tree(tuple(tuple(dom.canonical(c)) for c in mbi.clique_utils.maximal_subset(
+        list(log.cliques))))
+    original = tree.calibrate_scaled
+    tree.calibrate_scaled = lambda th, total: calls.append(1) or original(th, total)
+    cells = tree.offsets[tree.nodes[-1]][1]
+    engine.estimate(log, iters=500, max_work=7 * cells)
+    assert len(calls) == 1 + 7  # the initial pass, then seven iterations
