@@ -212,3 +212,15 @@ def test_a_transformer_without_a_bound_needs_no_eta_param(
     # the command line, which needed --fairness-param eta_param=none
     assert main(["validate", "--dataset", "compas", "--fairness", "reweighing"]) == 0
     assert "config OK" in capsys.readouterr().out
+
+
+def test_the_documented_v3_comparison_configs_parse() -> None:
+    # docs/results.md runs these four sweeps by hand (too long for CI): at least they parse.
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "docs/results/v3").glob("*.toml"))
+    assert len(configs) == 4
+    for path in configs:
+        config = SweepConfig.from_toml(path)
+        config.check_grid()
+        assert config.protocol.synthesizer in ("aim", "dpctgan")
