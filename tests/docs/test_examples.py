@@ -283,6 +283,10 @@ def run_document(doc: Path, work: Path) -> None:
     "doc", _documents_with_runs(), ids=lambda d: str(d.relative_to(ROOT))
 )
 def test_the_documented_examples_run(doc: Path, tmp_path: Path) -> None:
-    # The docs refer to the example table that ships with them by its path in the repository.
-    shutil.copytree(ROOT / "docs" / "examples", tmp_path / "docs" / "examples")
+    # The docs are written from the repository's root: they refer to the example table, the
+    # sweep configs and the scripts by their paths there. A copy of docs/ (commands may write
+    # into it) and links to the scripts stand in for it.
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    for folder in ("benchmarks", "scripts"):
+        (tmp_path / folder).symlink_to(ROOT / folder, target_is_directory=True)
     run_document(doc, tmp_path)
