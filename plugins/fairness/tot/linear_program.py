@@ -163,6 +163,8 @@ class CentringProgram:
         observed: (S,) position among the C cells of each source cell.
         source, target: (V,) position among the C cells of each map entry's source and target.
         n_disc: number of discrimination inequalities.
+        first_inequality: row of the first inequality (the discrimination ones come first).
+        first_free: column of the first free column (g; the free columns come last).
     """
 
     A: sp.csr_matrix
@@ -174,6 +176,8 @@ class CentringProgram:
     source: np.ndarray
     target: np.ndarray
     n_disc: int
+    first_inequality: int
+    first_free: int
 
     @property
     def n_cells(self) -> int:
@@ -522,15 +526,16 @@ class TotProgram:
     # -- the centring program ---------------------------------------------------------------------
 
     def centring_program(self, eta: float) -> CentringProgram:
-        """The per-cell program in standard form, min c'z s.t. A z = b, z >= 0, whose optimal
-        face is the set of optimal maps and whose analytic centre is the map TOT releases.
+        """The per-cell program in standard form, min c'z s.t. A z = b, z >= 0 (except the free
+        columns), whose optimal face is the set of optimal maps and whose analytic centre is
+        the map TOT releases.
 
         z = [P (one entry per (d, x, y) row and allowed move) | u, w (per cell) | one slack per
-        inequality | g = Q(y | d), free (the last K * L columns)]. Rows: each row of P sums to
-        one; per cell c of the sources and targets,
-        (q_c - p_c) / a_c = u_c - w_c with a_c = p_c (or, for a cell without mass, the largest
-        mass that can reach it), so TV = sum_c a_c (u_c + w_c) / 2 at an optimum; every
-        inequality of the program as it is stated: per pair of groups, label value and sign,
+        inequality | g = Q(y | d) for y < L - 1, free]. Rows: each row of P sums to one; per
+        cell c of the sources and targets, (q_c - p_c) / a_c = u_c - w_c with a_c = p_c (or,
+        for a cell without mass, the largest mass that can reach it), so TV = sum_c a_c (u_c +
+        w_c) / 2 at an optimum; g = Q P; every inequality of the program as it is stated, on
+        g and Q(L - 1 | d) = 1 - sum_y g: per pair of groups, label value and sign,
         +-(Q(y | d) - Q(y | d')) <= eta (difference) or, per group and label value, both sides
         of p(y)(1 - eta) <= Q(y | d) <= p(y)(1 + eta) (ratio); every excess-distortion bound.
         The barrier of the centre is then sum_e log P_e + sum_c log |q_c - p_c| + the log of
@@ -549,55 +554,70 @@ class TotProgram:
         reach = np.zeros(C)
         np.maximum.at(reach, tpos, c.row_mass[self.var_row])
         a = np.where(mass > 0, mass, reach)
-        # g = Q(y | d) for every group and label (free columns), so that the discrimination
-        # rows stay sparse.
-        KL = K * L
+        # The inequalities on Q(y | d) (all K * L of them) ...
+        KL, Lm = K * L, L - 1
         gi = np.arange(KL)
-        ineq_g: list[sp.csr_matrix] = []
+        blocks: list[sp.csr_matrix] = []
         rhs: list[np.ndarray] = []
         if self.constraint == "difference":
             pairs = np.array(list(itertools.combinations(range(K), 2)), dtype=np.int64)
-            if len(pairs):
-                rows = np.arange(len(pairs) * L)
-                k1 = np.repeat(pairs[:, 0], L) * L + np.tile(np.arange(L), len(pairs))
-                k2 = np.repeat(pairs[:, 1], L) * L + np.tile(np.arange(L), len(pairs))
-                diff = _csr(
-                    np.r_[rows, rows],
-                    np.r_[k1, k2],
-                    np.r_[np.ones(len(rows)), -np.ones(len(rows))],
-                    (len(rows), KL),
-                )
-                ineq_g += [diff, -diff]
-                rhs += [np.full(len(rows), float(eta))] * 2
+            pairs = pairs.reshape(-1, 2)
+            rows = np.arange(len(pairs) * L)
+            k1 = np.repeat(pairs[:, 0], L) * L + np.tile(np.arange(L), len(pairs))
+            k2 = np.repeat(pairs[:, 1], L) * L + np.tile(np.arange(L), len(pairs))
+            diff = _csr(
+                np.r_[rows, rows],
+                np.r_[k1, k2],
+                np.r_[np.ones(len(rows)), -np.ones(len(rows))],
+                (len(rows), KL),
+            )
+            blocks += [diff, -diff]
+            rhs += [np.full(len(rows), float(eta))] * 2
         else:
             py = np.tile(c.label_marginal, K)
-            ineq_g += [_csr(gi, gi, np.ones(KL), (KL, KL)), _csr(gi, gi, -np.ones(KL), (KL, KL))]
+            blocks += [_csr(gi, gi, np.ones(KL), (KL, KL)), _csr(gi, gi, -np.ones(KL), (KL, KL))]
             rhs += [py * (1 + eta), -py * (1 - eta)]
-        n_g = sum(x.shape[0] for x in ineq_g)
-        n_d = sum(x.shape[0] for x in self.D)
-        rhs += [np.full(Dk.shape[0], dk) for Dk, dk in zip(self.D, self.bounds, strict=True)]
-        m_in = n_g + n_d
-        G_p = sp.vstack([sp.csr_matrix((n_g, V)), *self.D], format="csr")
-        G_g = sp.vstack([sp.csr_matrix((0, KL)), *ineq_g, sp.csr_matrix((n_d, KL))], format="csr")
-        eye_c = sp.eye(C, format="csr")
-        sums = _csr(self.var_row, np.arange(V), np.ones(V), (R, V))
-        balance = _csr(tpos, np.arange(V), c.row_mass[self.var_row] / a[tpos], (C, V))
-        z = sp.csr_matrix
-        A = sp.vstack(
-            [
-                sp.hstack([sums, z((R, 2 * C + m_in + KL))]),
-                sp.hstack([balance, -eye_c, eye_c, z((C, m_in + KL))]),
-                sp.hstack([self.Q, z((KL, 2 * C + m_in)), -sp.eye(KL)]),
-                sp.hstack([G_p, z((m_in, 2 * C)), sp.eye(m_in), G_g]),
-            ],
-            format="csr",
+        # ... on g, with Q(L - 1 | d) = 1 - sum_{y < L - 1} g(y | d): Q = T g + t0.
+        gk, gy = np.divmod(np.arange(K * Lm), max(Lm, 1))
+        T = _csr(
+            np.r_[gk * L + gy, gk * L + Lm],
+            np.r_[np.arange(K * Lm), np.arange(K * Lm)],
+            np.r_[np.ones(K * Lm), -np.ones(K * Lm)],
+            (KL, K * Lm),
         )
-        b = np.concatenate((np.ones(R), mass / a, np.zeros(KL), *rhs))
-        cost = np.concatenate((np.zeros(V), a / 2, a / 2, np.zeros(m_in + KL)))
-        free = np.zeros(A.shape[1], dtype=bool)
-        free[-KL:] = True
+        t0 = np.zeros(KL)
+        t0[Lm::L] = 1.0
+        disc = sp.vstack([sp.csr_matrix((0, KL)), *blocks], format="csr")
+        n_g = disc.shape[0]
+        G = sp.coo_matrix(disc @ T)
+        rhs_all = np.concatenate((*rhs, *[np.full(Dk.shape[0], dk) for Dk, dk in
+                                          zip(self.D, self.bounds, strict=True)]))
+        rhs_all[:n_g] -= disc @ t0
+        D = sp.coo_matrix(sp.vstack([sp.csr_matrix((0, V)), *self.D], format="csr"))
+        m_in = n_g + D.shape[0]
+        Q = sp.coo_matrix(self.Q[(np.arange(K)[:, None] * L + np.arange(Lm)).ravel()])
+        # Assemble rows [sums R | balance C | g = QP K(L-1) | inequalities], columns
+        # [P V | u C | w C | slacks | g K(L-1)].
+        b0, q0, i0 = R, R + C, R + C + K * Lm
+        u0, w0, s0, g0 = V, V + C, V + 2 * C, V + 2 * C + m_in
+        cols_c, v = np.arange(C), np.arange(V)
+        ent_r = [self.var_row, b0 + tpos, b0 + cols_c, b0 + cols_c, q0 + Q.row,
+                 q0 + np.arange(K * Lm), i0 + n_g + D.row, i0 + np.arange(m_in), i0 + G.row]
+        ent_c = [v, v, u0 + cols_c, w0 + cols_c, Q.col, g0 + np.arange(K * Lm), D.col,
+                 s0 + np.arange(m_in), g0 + G.col]
+        ent_v = [np.ones(V), c.row_mass[self.var_row] / a[tpos], -np.ones(C), np.ones(C),
+                 Q.data, -np.ones(K * Lm), D.data, np.ones(m_in), G.data]
+        n_rows, n_cols = i0 + m_in, g0 + K * Lm
+        A = sp.csr_matrix(
+            (np.concatenate(ent_v), (np.concatenate(ent_r), np.concatenate(ent_c))),
+            shape=(n_rows, n_cols),
+        )
+        b = np.concatenate((np.ones(R), mass / a, np.zeros(K * Lm), rhs_all))
+        cost = np.concatenate((np.zeros(V), a / 2, a / 2, np.zeros(m_in + K * Lm)))
+        free = np.zeros(n_cols, dtype=bool)
+        free[g0:] = True
         return CentringProgram(
-            A, b, cost, free, a, observed, observed[c.row_src[self.var_row]], tpos, n_g
+            A, b, cost, free, a, observed, observed[c.row_src[self.var_row]], tpos, n_g, i0, g0
         )
 
     def centring_dual(
@@ -648,8 +668,8 @@ class TotProgram:
             if name.startswith("excess distortion"):
                 ineq.append(y[rows])
         lam = np.concatenate(ineq)
-        # Q(y | d)'s multipliers make the free columns' reduced costs zero.
-        gamma = cp.A[R + cp.n_cells + KL :, -KL:].T @ lam
+        # g = Q P's multipliers make the free columns' reduced costs zero.
+        gamma = cp.A[cp.first_inequality :, cp.first_free :].T @ lam
         dual = np.concatenate((np.zeros(R), beta, gamma, lam))
         reduced = cp.c[: self.V] - cp.A[:, : self.V].T @ dual
         alpha = np.full(R, np.inf)
