@@ -590,8 +590,9 @@ class TotProgram:
         disc = sp.vstack([sp.csr_matrix((0, KL)), *blocks], format="csr")
         n_g = disc.shape[0]
         G = sp.coo_matrix(disc @ T)
-        rhs_all = np.concatenate((*rhs, *[np.full(Dk.shape[0], dk) for Dk, dk in
-                                          zip(self.D, self.bounds, strict=True)]))
+        rhs_all = np.concatenate(
+            (*rhs, *[np.full(Dk.shape[0], dk) for Dk, dk in zip(self.D, self.bounds, strict=True)])
+        )
         rhs_all[:n_g] -= disc @ t0
         D = sp.coo_matrix(sp.vstack([sp.csr_matrix((0, V)), *self.D], format="csr"))
         m_in = n_g + D.shape[0]
@@ -601,12 +602,39 @@ class TotProgram:
         b0, q0, i0 = R, R + C, R + C + K * Lm
         u0, w0, s0, g0 = V, V + C, V + 2 * C, V + 2 * C + m_in
         cols_c, v = np.arange(C), np.arange(V)
-        ent_r = [self.var_row, b0 + tpos, b0 + cols_c, b0 + cols_c, q0 + Q.row,
-                 q0 + np.arange(K * Lm), i0 + n_g + D.row, i0 + np.arange(m_in), i0 + G.row]
-        ent_c = [v, v, u0 + cols_c, w0 + cols_c, Q.col, g0 + np.arange(K * Lm), D.col,
-                 s0 + np.arange(m_in), g0 + G.col]
-        ent_v = [np.ones(V), c.row_mass[self.var_row] / a[tpos], -np.ones(C), np.ones(C),
-                 Q.data, -np.ones(K * Lm), D.data, np.ones(m_in), G.data]
+        ent_r = [
+            self.var_row,
+            b0 + tpos,
+            b0 + cols_c,
+            b0 + cols_c,
+            q0 + Q.row,
+            q0 + np.arange(K * Lm),
+            i0 + n_g + D.row,
+            i0 + np.arange(m_in),
+            i0 + G.row,
+        ]
+        ent_c = [
+            v,
+            v,
+            u0 + cols_c,
+            w0 + cols_c,
+            Q.col,
+            g0 + np.arange(K * Lm),
+            D.col,
+            s0 + np.arange(m_in),
+            g0 + G.col,
+        ]
+        ent_v = [
+            np.ones(V),
+            c.row_mass[self.var_row] / a[tpos],
+            -np.ones(C),
+            np.ones(C),
+            Q.data,
+            -np.ones(K * Lm),
+            D.data,
+            np.ones(m_in),
+            G.data,
+        ]
         n_rows, n_cols = i0 + m_in, g0 + K * Lm
         A = sp.csr_matrix(
             (np.concatenate(ent_v), (np.concatenate(ent_r), np.concatenate(ent_c))),
@@ -633,8 +661,9 @@ class TotProgram:
         rows' (on Q(y | d) against the largest and smallest over the groups), spread over the
         pairs of groups as a product plan from the groups at the largest to those at the
         smallest, give those of the pairwise inequalities, and these those of g = Q P; the
-        excess-distortion rows are the same rows. The multiplier of each row sum is then the largest that keeps every
-        reduced cost non-negative, which makes the dual objective equal to the LP's.
+        excess-distortion rows are the same rows. The multiplier of each row sum is then the
+        largest that keeps every reduced cost non-negative, which makes the dual objective
+        equal to the LP's.
 
         With a binary label the pairwise inequality for label 0 and the reversed one for label
         1 are the same constraint (Q(1 | d) = 1 - Q(0 | d)); both get the average of their

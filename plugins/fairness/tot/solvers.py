@@ -372,7 +372,7 @@ CENTRE_DUAL_TOL = 1e-11
 CENTRE_FEASIBILITY_TOL = 1e-9
 #: Newton's method stops after a full step whose squared Newton decrement was below this (the
 #: error left is then of the order of its square).
-CENTRE_DECREMENT_TOL = 1e-14
+CENTRE_DECREMENT_TOL = 1e-10
 #: Newton steps allowed before the face is taken to have no point positive in every coordinate.
 CENTRE_MAX_ITER = 60
 
@@ -387,7 +387,8 @@ class Centre:
             as it was determined).
         residual: largest |b - Ax| at x.
         iterations: Newton steps, all rounds together.
-        auxiliary: whether the auxiliary linear program had to find the face's support.
+        face_from: how the face was found: "dual" (an optimal dual and the program's
+            structure), "interior point" or "auxiliary LP" (see `analytic_centre`).
         seconds: wall time.
         detail: why it stopped.
     """
@@ -396,7 +397,7 @@ class Centre:
     face: np.ndarray | None
     residual: float
     iterations: int
-    auxiliary: bool
+    face_from: str
     seconds: float
     detail: str
 
@@ -426,10 +427,11 @@ def analytic_centre(
     one, removing only coordinates proven zero on F (knowledge of the program's structure).
     Newton's method for  max sum log x_j  s.t.  A_F x = b  (infeasible start; Boyd &
     Vandenberghe 2004, sec. 10.3) then either converges, which proves that every remaining
-    coordinate is positive somewhere on F, or finds no point positive in all of them; then
-    one auxiliary LP (`face_support`) finds exactly the coordinates that can be positive and
-    a point where they all are, and Newton's method starts again from there. Converging also
-    certifies `y`: a feasible x with x_j = 0 wherever r_j > 0 proves both optimal.
+    coordinate is positive somewhere on F (and certifies `y`: a feasible x with x_j = 0
+    wherever r_j > 0 proves both optimal), or finds no point positive in all of them. Then
+    the coordinates that can be positive are read from an interior-point method on F
+    (`interior_face`) and Newton's method starts again from its point; should that fail too,
+    one auxiliary LP (`face_support`) finds them exactly.
     """
     start = time.perf_counter()
     A = sp.csc_matrix(A, dtype=np.float64)
@@ -438,10 +440,10 @@ def analytic_centre(
     c = np.asarray(c, dtype=np.float64)
     free = np.zeros(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
     scale = max(1.0, float(np.abs(b).max(initial=0.0)))
-    newton, auxiliary = 0, False
+    newton, how = 0, "dual"
 
     def failed(detail: str, face: np.ndarray | None, res: float = np.inf) -> Centre:
-        return Centre(None, face, res, newton, auxiliary, time.perf_counter() - start, detail)
+        return Centre(None, face, res, newton, how, time.perf_counter() - start, detail)
 
     r = c - A.T @ np.asarray(y, dtype=np.float64)
     tol = CENTRE_DUAL_TOL * max(1.0, float(np.abs(c).max(initial=0.0)))
@@ -451,22 +453,133 @@ def analytic_centre(
     face = free | (r <= tol)
     if zeros is not None:
         face = zeros(face)
-    x0 = np.where(free, 0.0, 1.0)[face]
-    xf, detail, res, steps = _centre_on(A[:, face], b, x0, free[face], scale, max_iter)
-    newton += steps
-    if detail == "no interior point":
-        auxiliary = True
-        support = face_support(A, b, face, free)
-        if support is None:
-            return failed("the face of the dual given is empty (the dual is not optimal)", face)
-        face, x0 = support
+    x0 = np.where(free, 0.0, 1.0)
+    found: tuple[np.ndarray, np.ndarray] | None = None
+    for how in ("dual", "interior point", "auxiliary LP"):
+        if how == "interior point":
+            found = interior_face(A, b, face, free)
+        elif how == "auxiliary LP":
+            found = face_support(A, b, face, free)
+        if how != "dual":
+            if found is None:
+                return failed(f"{how}: the face of the dual given is empty", face)
+            face, x0 = found
         xf, detail, res, steps = _centre_on(A[:, face], b, x0[face], free[face], scale, max_iter)
         newton += steps
+        if detail != "no interior point":
+            break
+        logger.debug("centring: no interior point on a face of %d coordinates", face.sum())
     if detail != "central":
         return failed(detail, face, res)
     out = np.zeros(n)
     out[face] = xf
-    return Centre(out, face, res, newton, auxiliary, time.perf_counter() - start, detail)
+    return Centre(out, face, res, newton, how, time.perf_counter() - start, detail)
+
+
+#: The interior-point method stops when x's / n is below CENTRE_IPM_TOL and every x_j / s_j
+#: is outside (1 / CENTRE_IPM_GAP, CENTRE_IPM_GAP): the face is read from it.
+CENTRE_IPM_TOL = 1e-9
+CENTRE_IPM_GAP = 10.0
+CENTRE_IPM_MAX_ITER = 60
+
+
+def interior_face(
+    A: sp.spmatrix,
+    b: np.ndarray,
+    face: np.ndarray,
+    free: np.ndarray,
+    *,
+    max_iter: int = CENTRE_IPM_MAX_ITER,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The coordinates not identically zero on {x: A x = b, x_j >= 0 (j not free), x_j = 0 off
+    `face`} as an interior-point method reads them, and a point of the set positive on them;
+    None if the method does not converge.
+
+    Mehrotra's predictor-corrector method (Wright 1997, ch. 10) for  min 0  s.t. the set: its
+    iterates tend to a strictly complementary pair (Guler & Ye 1993), x_j > 0 exactly where x
+    can be positive and the dual slack s_j > 0 exactly where it cannot; the coordinates are
+    read as x_j > s_j once x's / n is small and no ratio x_j / s_j is near one.
+    """
+    A = sp.csc_matrix(A)
+    idx = np.flatnonzero(face)
+    Af = sp.csr_matrix(A[:, idx])
+    fr = free[idx]
+    sg = ~fr
+    kkt = _KKT(Af, _IPM_REGULARISATION)
+    b = np.asarray(b, dtype=np.float64)
+    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+    ns = int(sg.sum())
+    x = np.where(fr, 0.0, 1.0)
+    s = np.where(fr, 0.0, 1.0)
+    y = np.zeros(Af.shape[0])
+    converged = False
+    for _ in range(max_iter):
+        rp = b - Af @ x
+        rd = -(Af.T @ y) - s
+        mu = float(x[sg] @ s[sg]) / max(ns, 1)
+        primal = float(np.abs(rp).max(initial=0.0))
+        dual = float(np.abs(rd).max(initial=0.0))
+        if not np.isfinite(mu + primal + dual):
+            return None
+        ratio = x[sg] / np.where(s[sg] > 0, s[sg], np.finfo(float).tiny)
+        unclear = int(((ratio > 1 / CENTRE_IPM_GAP) & (ratio < CENTRE_IPM_GAP)).sum())
+        logger.debug(
+            "interior point: mu %.3g, primal %.3g, dual %.3g, %d unclear", mu, primal, dual, unclear
+        )
+        if (
+            mu <= CENTRE_IPM_TOL
+            and primal <= CENTRE_FEASIBILITY_TOL * scale
+            and dual <= CENTRE_FEASIBILITY_TOL
+            and not unclear
+        ):
+            converged = True
+            break
+        xs = np.where(fr, 1.0, x)
+        try:
+            kkt.factor(np.where(fr, 1.0, s / xs))
+        except Exception:  # qdldl signals a zero pivot with an exception
+            return None
+
+        dx, dy, ds = _ipm_direction(kkt, fr, xs, s, rd, rp, np.zeros(len(x)))
+        ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 1.0)
+        mu_aff = float((x + ap * dx)[sg] @ (s + ad * ds)[sg]) / max(ns, 1)
+        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+        target = np.where(fr, 0.0, sigma * mu - dx * ds)
+        dx, dy, ds = _ipm_direction(kkt, fr, xs, s, rd, rp, target)
+        ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 0.99)
+        x, y, s = x + ap * dx, y + ad * dy, s + ad * ds
+    if not converged:
+        return None
+    support = np.zeros(len(face), dtype=bool)
+    support[idx] = fr | (x >= s)
+    point = np.zeros(len(face))
+    point[idx] = x
+    logger.debug("interior point: %d of %d coordinates can be positive", support.sum(), len(idx))
+    return support, np.where(support, point, 0.0)
+
+
+def _ipm_direction(
+    kkt: _KKT,
+    free: np.ndarray,
+    x: np.ndarray,
+    s: np.ndarray,
+    rd: np.ndarray,
+    rp: np.ndarray,
+    target: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step solving A dx = rp, A'dy + ds = rd, S dx + X ds = target - XS (free
+    coordinates: A'dy = rd), with `kkt` factorised for s / x."""
+    # -(s/x) dx + A'dy = rd + s - target/x, then ds = target/x - s - (s/x) dx.
+    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)))
+    dx, dy = z[: len(x)], z[len(x) :]
+    return dx, dy, np.where(free, 0.0, target / x - s - (s / x) * dx)
+
+
+def _ipm_lengths(
+    x: np.ndarray, s: np.ndarray, dx: np.ndarray, ds: np.ndarray, frac: float
+) -> tuple[float, float]:
+    """Primal and dual step lengths: `frac` of the way to the boundary, at most 1."""
+    return min(1.0, frac * _to_boundary(x, dx)), min(1.0, frac * _to_boundary(s, ds))
 
 
 def face_support(
@@ -515,21 +628,23 @@ def face_support(
     return support, x
 
 
-#: Static regularisation of the quasi-definite system.
+#: Static regularisation of the quasi-definite system (Newton's method, the interior point).
 _REGULARISATION = 1e-12
+_IPM_REGULARISATION = 1e-8
 
 
 class _KKT:
-    """Newton's system for the log barrier under A x = b, the quasi-definite matrix
-    [[-H, A'], [A, r I]] (H = diag(x)^-2 on the signed coordinates, a proximal weight 1 on the
-    free ones, which leaves the fixed point unchanged), of a fixed pattern, factorised by
-    QDLDL with static regularisation r and refined against the system without it.
+    """Newton's system under A x = b, the quasi-definite matrix [[-H, A'], [A, r I]] with H
+    diagonal (the log barrier's diag(x)^-2, or the interior point's diag(s / x), on the signed
+    coordinates; a proximal weight 1 on the free ones, which leaves fixed points unchanged),
+    of a fixed pattern, factorised by QDLDL with static regularisation r and refined against
+    the system without it.
 
     The upper triangle QDLDL reads is built directly from A's rows; only its leading diagonal
     changes between factorisations.
     """
 
-    def __init__(self, A: sp.spmatrix) -> None:
+    def __init__(self, A: sp.spmatrix, reg: float = _REGULARISATION) -> None:
         R = sp.csr_matrix(A)
         R.sort_indices()
         m, n = R.shape
@@ -547,7 +662,8 @@ class _KKT:
         indices[body] = R.indices
         data[body] = R.data
         indices[ends] = n + np.arange(m)
-        data[ends] = _REGULARISATION
+        data[ends] = reg
+        self.reg = reg
         self.K = sp.csc_matrix((data, indices, indptr), shape=(n + m, n + m))
         self.solver: Any = None
         self.w = np.ones(n)
@@ -556,7 +672,7 @@ class _KKT:
         import qdldl
 
         self.w = w
-        self.K.data[: self.n] = -w - _REGULARISATION
+        self.K.data[: self.n] = -w - self.reg
         if self.solver is None:
             self.solver = qdldl.Solver(self.K, upper=True)
         else:
@@ -566,11 +682,14 @@ class _KKT:
         n = self.n
         z = self.solver.solve(rhs)
         norm = max(1.0, float(np.abs(rhs).max(initial=0.0)))
-        for _ in range(10):
+        last = np.inf
+        for _ in range(20):
             dx, v = z[:n], z[n:]
             r = rhs - np.concatenate((self.AT @ v - self.w * dx, self.A @ dx))
-            if float(np.abs(r).max(initial=0.0)) <= 1e-13 * norm:
+            err = float(np.abs(r).max(initial=0.0))
+            if err <= 1e-13 * norm or err > 0.5 * last:
                 break
+            last = err
             z = z + self.solver.solve(r)
         return z  # type: ignore[no-any-return]
 
@@ -615,6 +734,7 @@ def _centre_on(
     x = x.copy()
     res = float(np.abs(b - A @ x).max(initial=0.0))
     feasible = res <= CENTRE_FEASIBILITY_TOL * scale
+    stuck = 0
     for step_no in range(1, max_iter + 1):
         rp = b - A @ x
         xs = x[sg]
@@ -640,4 +760,8 @@ def _centre_on(
         feasible = res <= CENTRE_FEASIBILITY_TOL * scale
         if t == 1.0 and dec <= CENTRE_DECREMENT_TOL and feasible:
             return x, "central", res, step_no
-    return x, "no interior point", res, max_iter
+        # Full steps that do not reach A x = b: the system is singular on the face.
+        stuck = stuck + 1 if t == 1.0 and not feasible else 0
+        if stuck >= 4:
+            break
+    return x, "no interior point", res, step_no

@@ -299,7 +299,11 @@ class TOT(FairnessTransformer):
         return self
 
     def _centre(
-        self, prog: TotProgram, lp: LinearProgram, layout: Layout, vertex: np.ndarray,
+        self,
+        prog: TotProgram,
+        lp: LinearProgram,
+        layout: Layout,
+        vertex: np.ndarray,
         result: LPResult,
     ) -> np.ndarray:
         """The analytic centre of the optimal maps (see `TotProgram.centring_program`)."""
@@ -349,7 +353,7 @@ class TOT(FairnessTransformer):
             "%.10g)",
             self.centre_seconds_,
             cen.iterations,
-            ", auxiliary LP" if cen.auxiliary else "",
+            "" if cen.face_from == "dual" else f", face from the {cen.face_from}",
             tv,
             optimum,
         )
