@@ -375,6 +375,12 @@ CENTRE_FEASIBILITY_TOL = 1e-9
 CENTRE_DECREMENT_TOL = 1e-10
 #: Newton steps allowed before the face is taken to have no point positive in every coordinate.
 CENTRE_MAX_ITER = 60
+#: Faces with more coordinates than this are read by the interior point before Newton's
+#: method is tried (on large programs some coordinates are nearly always forced to zero in ways
+#: the structure does not reveal, and a failed Newton run costs as much as the interior point).
+CENTRE_INTERIOR_FIRST_ABOVE = 50_000
+#: The auxiliary LP is tried only on faces up to this many coordinates.
+CENTRE_AUXILIARY_UP_TO = 50_000
 
 
 @dataclass(frozen=True)
@@ -430,8 +436,9 @@ def analytic_centre(
     coordinate is positive somewhere on F (and certifies `y`: a feasible x with x_j = 0
     wherever r_j > 0 proves both optimal), or finds no point positive in all of them. Then
     the coordinates that can be positive are read from an interior-point method on F
-    (`interior_face`) and Newton's method starts again from its point; should that fail too,
-    one auxiliary LP (`face_support`) finds them exactly.
+    (`interior_face`; first, on faces of more than CENTRE_INTERIOR_FIRST_ABOVE coordinates)
+    and Newton's method starts again from its point; should that fail too, one auxiliary LP
+    (`face_support`) finds them exactly. All rounds share one factorisation pattern.
     """
     start = time.perf_counter()
     A = sp.csc_matrix(A, dtype=np.float64)
@@ -439,147 +446,60 @@ def analytic_centre(
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     free = np.zeros(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
-    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
     newton, how = 0, "dual"
 
-    def failed(detail: str, face: np.ndarray | None, res: float = np.inf) -> Centre:
-        return Centre(None, face, res, newton, how, time.perf_counter() - start, detail)
+    def result(x: np.ndarray | None, face: np.ndarray | None, res: float, detail: str) -> Centre:
+        return Centre(x, face, res, newton, how, time.perf_counter() - start, detail)
 
     r = c - A.T @ np.asarray(y, dtype=np.float64)
     tol = CENTRE_DUAL_TOL * max(1.0, float(np.abs(c).max(initial=0.0)))
     worst = max(float(-r[~free].min(initial=0.0)), float(np.abs(r[free]).max(initial=0.0)))
     if worst > tol:
-        return failed(f"the dual is not feasible (reduced cost off by {worst:.2e})", None)
+        return result(
+            None, None, np.inf, f"the dual is not feasible (reduced cost off by {worst:.2e})"
+        )
     face = free | (r <= tol)
     if zeros is not None:
         face = zeros(face)
-    x0 = np.where(free, 0.0, 1.0)
-    found: tuple[np.ndarray, np.ndarray] | None = None
-    for how in ("dual", "interior point", "auxiliary LP"):
-        if how == "interior point":
-            found = interior_face(A, b, face, free)
-        elif how == "auxiliary LP":
-            found = face_support(A, b, face, free)
-        if how != "dual":
-            if found is None:
-                return failed(f"{how}: the face of the dual given is empty", face)
-            face, x0 = found
-        xf, detail, res, steps = _centre_on(A[:, face], b, x0[face], free[face], scale, max_iter)
-        newton += steps
-        if detail != "no interior point":
-            break
-        logger.debug("centring: no interior point on a face of %d coordinates", face.sum())
-    if detail != "central":
-        return failed(detail, face, res)
-    out = np.zeros(n)
-    out[face] = xf
-    return Centre(out, face, res, newton, how, time.perf_counter() - start, detail)
-
-
-#: The interior-point method stops when x's / n is below CENTRE_IPM_TOL and every x_j / s_j
-#: is outside (1 / CENTRE_IPM_GAP, CENTRE_IPM_GAP): the face is read from it.
-CENTRE_IPM_TOL = 1e-9
-CENTRE_IPM_GAP = 10.0
-CENTRE_IPM_MAX_ITER = 60
-
-
-def interior_face(
-    A: sp.spmatrix,
-    b: np.ndarray,
-    face: np.ndarray,
-    free: np.ndarray,
-    *,
-    max_iter: int = CENTRE_IPM_MAX_ITER,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The coordinates not identically zero on {x: A x = b, x_j >= 0 (j not free), x_j = 0 off
-    `face`} as an interior-point method reads them, and a point of the set positive on them;
-    None if the method does not converge.
-
-    Mehrotra's predictor-corrector method (Wright 1997, ch. 10) for  min 0  s.t. the set: its
-    iterates tend to a strictly complementary pair (Guler & Ye 1993), x_j > 0 exactly where x
-    can be positive and the dual slack s_j > 0 exactly where it cannot; the coordinates are
-    read as x_j > s_j once x's / n is small and no ratio x_j / s_j is near one.
-    """
-    A = sp.csc_matrix(A)
     idx = np.flatnonzero(face)
-    Af = sp.csr_matrix(A[:, idx])
-    fr = free[idx]
-    sg = ~fr
-    kkt = _KKT(Af, _IPM_REGULARISATION)
-    b = np.asarray(b, dtype=np.float64)
-    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
-    ns = int(sg.sum())
-    x = np.where(fr, 0.0, 1.0)
-    s = np.where(fr, 0.0, 1.0)
-    y = np.zeros(Af.shape[0])
-    converged = False
-    for _ in range(max_iter):
-        rp = b - Af @ x
-        rd = -(Af.T @ y) - s
-        mu = float(x[sg] @ s[sg]) / max(ns, 1)
-        primal = float(np.abs(rp).max(initial=0.0))
-        dual = float(np.abs(rd).max(initial=0.0))
-        if not np.isfinite(mu + primal + dual):
-            return None
-        ratio = x[sg] / np.where(s[sg] > 0, s[sg], np.finfo(float).tiny)
-        unclear = int(((ratio > 1 / CENTRE_IPM_GAP) & (ratio < CENTRE_IPM_GAP)).sum())
-        logger.debug(
-            "interior point: mu %.3g, primal %.3g, dual %.3g, %d unclear", mu, primal, dual, unclear
-        )
-        if (
-            mu <= CENTRE_IPM_TOL
-            and primal <= CENTRE_FEASIBILITY_TOL * scale
-            and dual <= CENTRE_FEASIBILITY_TOL
-            and not unclear
-        ):
-            converged = True
+    system = _FaceSystem(A[:, idx], b, free[idx])
+    rounds = ["dual", "interior point", "auxiliary LP"]
+    if len(idx) > CENTRE_INTERIOR_FIRST_ABOVE:
+        rounds.remove("dual")
+    if len(idx) > CENTRE_AUXILIARY_UP_TO:
+        rounds.remove("auxiliary LP")
+    active = np.ones(len(idx), dtype=bool)
+    x0 = np.where(free[idx], 0.0, 1.0)
+    detail, res, xf = "no interior point", np.inf, x0
+    for how in rounds:
+        readings: list[tuple[np.ndarray, np.ndarray]] = [(active, x0)]
+        if how == "interior point":
+            pair = system.interior()
+            if pair is None:
+                continue
+            xi, si = pair
+            # x_j >= s_j, read more widely while the face so read cannot meet A x = b.
+            readings = [(free[idx] | (xi >= ratio * si), xi) for ratio in CENTRE_IPM_READINGS]
+        elif how == "auxiliary LP":
+            aux = face_support(A, b, face, free)
+            if aux is None:
+                continue
+            readings = [(aux[0][idx], aux[1][idx])]
+        for active, x0 in readings:
+            xf, detail, res, steps = system.newton(np.where(active, x0, 0.0), active, max_iter)
+            newton += steps
+            if detail != "inconsistent":
+                break
+        if detail not in ("no interior point", "inconsistent"):
             break
-        xs = np.where(fr, 1.0, x)
-        try:
-            kkt.factor(np.where(fr, 1.0, s / xs))
-        except Exception:  # qdldl signals a zero pivot with an exception
-            return None
-
-        dx, dy, ds = _ipm_direction(kkt, fr, xs, s, rd, rp, np.zeros(len(x)))
-        ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 1.0)
-        mu_aff = float((x + ap * dx)[sg] @ (s + ad * ds)[sg]) / max(ns, 1)
-        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-        target = np.where(fr, 0.0, sigma * mu - dx * ds)
-        dx, dy, ds = _ipm_direction(kkt, fr, xs, s, rd, rp, target)
-        ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 0.99)
-        x, y, s = x + ap * dx, y + ad * dy, s + ad * ds
-    if not converged:
-        return None
-    support = np.zeros(len(face), dtype=bool)
-    support[idx] = fr | (x >= s)
-    point = np.zeros(len(face))
-    point[idx] = x
-    logger.debug("interior point: %d of %d coordinates can be positive", support.sum(), len(idx))
-    return support, np.where(support, point, 0.0)
-
-
-def _ipm_direction(
-    kkt: _KKT,
-    free: np.ndarray,
-    x: np.ndarray,
-    s: np.ndarray,
-    rd: np.ndarray,
-    rp: np.ndarray,
-    target: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The step solving A dx = rp, A'dy + ds = rd, S dx + X ds = target - XS (free
-    coordinates: A'dy = rd), with `kkt` factorised for s / x."""
-    # -(s/x) dx + A'dy = rd + s - target/x, then ds = target/x - s - (s/x) dx.
-    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)))
-    dx, dy = z[: len(x)], z[len(x) :]
-    return dx, dy, np.where(free, 0.0, target / x - s - (s / x) * dx)
-
-
-def _ipm_lengths(
-    x: np.ndarray, s: np.ndarray, dx: np.ndarray, ds: np.ndarray, frac: float
-) -> tuple[float, float]:
-    """Primal and dual step lengths: `frac` of the way to the boundary, at most 1."""
-    return min(1.0, frac * _to_boundary(x, dx)), min(1.0, frac * _to_boundary(s, ds))
+        logger.debug("centring: %s on a face of %d coordinates", detail, active.sum())
+    mask = np.zeros(n, dtype=bool)
+    mask[idx[active]] = True
+    if detail != "central":
+        return result(None, mask, res, detail)
+    out = np.zeros(n)
+    out[idx] = np.where(active, xf, 0.0)
+    return result(out, mask, res, detail)
 
 
 def face_support(
@@ -631,6 +551,16 @@ def face_support(
 #: Static regularisation of the quasi-definite system (Newton's method, the interior point).
 _REGULARISATION = 1e-12
 _IPM_REGULARISATION = 1e-8
+#: Weight that holds a coordinate at zero in the shared system (it leaves the face).
+_HELD = 1e30
+#: The interior-point method reads the face once x's / n is below CENTRE_IPM_TOL and every
+#: x_j / s_j is outside (1 / CENTRE_IPM_GAP, CENTRE_IPM_GAP), or once it cannot reduce x's / n
+#: further below CENTRE_IPM_TOL (then as x_j >= s_j).
+CENTRE_IPM_TOL = 1e-9
+CENTRE_IPM_GAP = 10.0
+#: Readings x_j >= ratio * s_j tried in turn while the face read cannot meet A x = b.
+CENTRE_IPM_READINGS = (1.0, 1e-2, 1e-4, 1e-6)
+CENTRE_IPM_MAX_ITER = 60
 
 
 class _KKT:
@@ -640,11 +570,11 @@ class _KKT:
     of a fixed pattern, factorised by QDLDL with static regularisation r and refined against
     the system without it.
 
-    The upper triangle QDLDL reads is built directly from A's rows; only its leading diagonal
-    changes between factorisations.
+    The upper triangle QDLDL reads is built directly from A's rows; only diagonals change
+    between factorisations.
     """
 
-    def __init__(self, A: sp.spmatrix, reg: float = _REGULARISATION) -> None:
+    def __init__(self, A: sp.spmatrix) -> None:
         R = sp.csr_matrix(A)
         R.sort_indices()
         m, n = R.shape
@@ -655,43 +585,196 @@ class _KKT:
         indices = np.empty(indptr[-1], dtype=np.int32)
         data = np.empty(indptr[-1])
         indices[:n] = np.arange(n)
-        ends = indptr[n + 1 :] - 1
+        self.ends = indptr[n + 1 :] - 1
         body = np.ones(indptr[-1], dtype=bool)
         body[:n] = False
-        body[ends] = False
+        body[self.ends] = False
         indices[body] = R.indices
         data[body] = R.data
-        indices[ends] = n + np.arange(m)
-        data[ends] = reg
-        self.reg = reg
+        indices[self.ends] = n + np.arange(m)
         self.K = sp.csc_matrix((data, indices, indptr), shape=(n + m, n + m))
         self.solver: Any = None
         self.w = np.ones(n)
 
-    def factor(self, w: np.ndarray) -> None:
+    def factor(self, w: np.ndarray, reg: float) -> None:
         import qdldl
 
         self.w = w
-        self.K.data[: self.n] = -w - self.reg
+        self.K.data[: self.n] = -w - reg
+        self.K.data[self.ends] = reg
         if self.solver is None:
             self.solver = qdldl.Solver(self.K, upper=True)
         else:
             self.solver.update(self.K, upper=True)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """The solution, refined until both block rows hold to 1e-13 of their right-hand side
+        (at least 1) or refinement stops helping."""
         n = self.n
         z = self.solver.solve(rhs)
-        norm = max(1.0, float(np.abs(rhs).max(initial=0.0)))
+        tol = 1e-13 * np.maximum(
+            1.0, [np.abs(rhs[:n]).max(initial=0.0), np.abs(rhs[n:]).max(initial=0.0)]
+        )
         last = np.inf
         for _ in range(20):
             dx, v = z[:n], z[n:]
             r = rhs - np.concatenate((self.AT @ v - self.w * dx, self.A @ dx))
-            err = float(np.abs(r).max(initial=0.0))
-            if err <= 1e-13 * norm or err > 0.5 * last:
+            err = np.array([np.abs(r[:n]).max(initial=0.0), np.abs(r[n:]).max(initial=0.0)])
+            worst = float((err / tol).max())
+            if worst <= 1.0 or worst >= last:
                 break
-            last = err
+            last = worst
             z = z + self.solver.solve(r)
         return z  # type: ignore[no-any-return]
+
+
+class _FaceSystem:
+    """A x = b on the columns of a face, with one `_KKT` shared by Newton's method and the
+    interior-point method; coordinates outside `active` are held at zero."""
+
+    def __init__(self, A: sp.spmatrix, b: np.ndarray, free: np.ndarray) -> None:
+        self.A = sp.csr_matrix(A)
+        self.b, self.free = b, free
+        self.scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+        self.kkt = _KKT(self.A)
+
+    def newton(
+        self, x: np.ndarray, active: np.ndarray, max_iter: int
+    ) -> tuple[np.ndarray, str, float, int]:
+        """Newton's method for  max sum log x_j (signed active j)  s.t.  A x = b,  x_j = 0 off
+        `active`, from x (> 0 on the signed active coordinates):
+        (x, "central" | "no interior point" | "inconsistent" | failure, residual, steps):
+        "no interior point" when the steps keep stopping at the boundary, "inconsistent" when
+        full steps cannot meet A x = b (no solution on the face).
+
+        While infeasible, each step goes 0.99 of the way to the boundary at most (a full step
+        makes A x = b hold); once feasible, steps minimise the barrier along the direction.
+        """
+        A, b, free, scale = self.A, self.b, self.free, self.scale
+        sg = active & ~free
+        x = np.where(active, x, 0.0)
+        xs_safe = np.where(sg, x, 1.0)
+        res = float(np.abs(b - A @ x).max(initial=0.0))
+        feasible = res <= CENTRE_FEASIBILITY_TOL * scale
+        stuck, step_no = 0, 0
+        for step_no in range(1, max_iter + 1):
+            rp = b - A @ x
+            xs_safe = np.where(sg, x, 1.0)
+            w = np.where(sg, 1.0 / xs_safe**2, np.where(active, 1.0, _HELD))
+            try:
+                self.kkt.factor(w, _REGULARISATION)
+            except Exception as exc:  # qdldl signals a zero pivot with an exception
+                return x, f"centring factorisation failed ({exc})", res, step_no
+            # [-H, A'; A, 0] [dx; v] = [-1/x; rp] (0 for the free and the held coordinates)
+            z = self.kkt.solve(np.concatenate((np.where(sg, -1.0 / xs_safe, 0.0), rp)))
+            dx = np.where(active, z[: len(x)], 0.0)
+            dxs, xs = dx[sg], x[sg]
+            dec = float(np.sum((dxs / xs) ** 2))
+            t_max = _to_boundary(xs, dxs)
+            if not feasible:
+                t = min(1.0, 0.99 * t_max)
+            elif t_max > 1.0 and dec < 0.25:
+                t = 1.0
+            else:
+                t = _barrier_step(xs, dxs, t_max)
+            x = x + t * dx
+            res = float(np.abs(b - A @ x).max(initial=0.0))
+            logger.debug(
+                "centring %d: decrement %.3g, step %.3g, residual %.3g", step_no, dec, t, res
+            )
+            feasible = res <= CENTRE_FEASIBILITY_TOL * scale
+            if t == 1.0 and dec <= CENTRE_DECREMENT_TOL and feasible:
+                return x, "central", res, step_no
+            # Full steps that do not reach A x = b: it has no solution on the face.
+            stuck = stuck + 1 if t == 1.0 and not feasible else 0
+            if stuck >= 3:
+                return x, "inconsistent", res, step_no
+        return x, "no interior point", res, step_no
+
+    def interior(self, max_iter: int = CENTRE_IPM_MAX_ITER) -> tuple[np.ndarray, np.ndarray] | None:
+        """An interior-point pair (x, s) from which the coordinates that can be positive are
+        read (x_j > s_j); None if it does not get there.
+
+        Mehrotra's predictor-corrector method (Wright 1997, ch. 10) for  min 0  s.t. A x = b,
+        x_j >= 0 (j not free): its iterates tend to a strictly complementary pair (Guler & Ye
+        1993), x_j > 0 exactly where x can be positive and the dual slack s_j > 0 exactly where
+        it cannot.
+        """
+        A, b, fr, scale = self.A, self.b, self.free, self.scale
+        sg = ~fr
+        ns = max(int(sg.sum()), 1)
+        x = np.where(fr, 0.0, 1.0)
+        s = np.where(fr, 0.0, 1.0)
+        y = np.zeros(A.shape[0])
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for _ in range(max_iter):
+            rp = b - A @ x
+            rd = -(A.T @ y) - s
+            mu = float(x[sg] @ s[sg]) / ns
+            primal = float(np.abs(rp).max(initial=0.0))
+            dual = float(np.abs(rd).max(initial=0.0))
+            if not np.isfinite(mu + primal + dual):
+                break
+            ratio = x[sg] / np.where(s[sg] > 0, s[sg], np.finfo(float).tiny)
+            unclear = int(((ratio > 1 / CENTRE_IPM_GAP) & (ratio < CENTRE_IPM_GAP)).sum())
+            logger.debug(
+                "interior point: mu %.3g, primal %.3g, dual %.3g, %d unclear",
+                mu,
+                primal,
+                dual,
+                unclear,
+            )
+            if (
+                mu <= CENTRE_IPM_TOL
+                and primal <= CENTRE_FEASIBILITY_TOL * scale
+                and dual <= CENTRE_FEASIBILITY_TOL
+            ):
+                if best is None or mu < best[0]:
+                    best = (mu, x.copy(), s.copy())
+                if not unclear:
+                    break
+            elif best is not None:
+                break  # it lost accuracy after reading the face once: keep that reading
+            xs = np.where(fr, 1.0, x)
+            try:
+                self.kkt.factor(np.where(fr, 1.0, s / xs), _IPM_REGULARISATION)
+            except Exception:  # qdldl signals a zero pivot with an exception
+                break
+            dx, dy, ds = _ipm_direction(self.kkt, fr, xs, s, rd, rp, np.zeros(len(x)))
+            ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 1.0)
+            mu_aff = float((x + ap * dx)[sg] @ (s + ad * ds)[sg]) / ns
+            sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+            target = np.where(fr, 0.0, sigma * mu - dx * ds)
+            dx, dy, ds = _ipm_direction(self.kkt, fr, xs, s, rd, rp, target)
+            ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 0.99)
+            x, y, s = x + ap * dx, y + ad * dy, s + ad * ds
+        if best is None:
+            return None
+        return best[1], best[2]
+
+
+def _ipm_direction(
+    kkt: _KKT,
+    free: np.ndarray,
+    x: np.ndarray,
+    s: np.ndarray,
+    rd: np.ndarray,
+    rp: np.ndarray,
+    target: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step solving A dx = rp, A'dy + ds = rd, S dx + X ds = target - XS (free
+    coordinates: A'dy = rd), with `kkt` factorised for s / x."""
+    # -(s/x) dx + A'dy = rd + s - target/x, then ds = target/x - s - (s/x) dx.
+    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)))
+    dx, dy = z[: len(x)], z[len(x) :]
+    return dx, dy, np.where(free, 0.0, target / x - s - (s / x) * dx)
+
+
+def _ipm_lengths(
+    x: np.ndarray, s: np.ndarray, dx: np.ndarray, ds: np.ndarray, frac: float
+) -> tuple[float, float]:
+    """Primal and dual step lengths: `frac` of the way to the boundary, at most 1."""
+    return min(1.0, frac * _to_boundary(x, dx)), min(1.0, frac * _to_boundary(s, ds))
 
 
 def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
@@ -717,51 +800,3 @@ def _barrier_step(x: np.ndarray, dx: np.ndarray, t_max: float) -> float:
             return nxt
         t = nxt
     return t
-
-
-def _centre_on(
-    A: sp.spmatrix, b: np.ndarray, x: np.ndarray, free: np.ndarray, scale: float, max_iter: int
-) -> tuple[np.ndarray, str, float, int]:
-    """Newton's method for  max sum_{j not free} log x_j  s.t.  A x = b  from x (> 0 where not
-    free): (x, "central" | "no interior point" | failure, residual, steps).
-
-    While infeasible, each step goes 0.99 of the way to the boundary at most (a full step
-    makes A x = b hold); once feasible, steps minimise the barrier along the Newton direction.
-    """
-    A = sp.csr_matrix(A)
-    kkt = _KKT(A)
-    sg = ~free
-    x = x.copy()
-    res = float(np.abs(b - A @ x).max(initial=0.0))
-    feasible = res <= CENTRE_FEASIBILITY_TOL * scale
-    stuck = 0
-    for step_no in range(1, max_iter + 1):
-        rp = b - A @ x
-        xs = x[sg]
-        try:
-            kkt.factor(np.where(free, 1.0, 1.0 / np.where(free, 1.0, x) ** 2))
-        except Exception as exc:  # qdldl signals a zero pivot with an exception
-            return x, f"centring factorisation failed ({exc})", res, step_no
-        # [-H, A'; A, 0] [dx; v] = [-1/x; rp] (0 for the free coordinates)
-        z = kkt.solve(np.concatenate((np.where(free, 0.0, -1.0 / np.where(free, 1.0, x)), rp)))
-        dx = z[: len(x)]
-        dxs = dx[sg]
-        dec = float(np.sum((dxs / xs) ** 2))
-        t_max = _to_boundary(xs, dxs)
-        if not feasible:
-            t = min(1.0, 0.99 * t_max)
-        elif t_max > 1.0 and dec < 0.25:
-            t = 1.0
-        else:
-            t = _barrier_step(xs, dxs, t_max)
-        x = x + t * dx
-        res = float(np.abs(b - A @ x).max(initial=0.0))
-        logger.debug("centring %d: decrement %.3g, step %.3g, residual %.3g", step_no, dec, t, res)
-        feasible = res <= CENTRE_FEASIBILITY_TOL * scale
-        if t == 1.0 and dec <= CENTRE_DECREMENT_TOL and feasible:
-            return x, "central", res, step_no
-        # Full steps that do not reach A x = b: the system is singular on the face.
-        stuck = stuck + 1 if t == 1.0 and not feasible else 0
-        if stuck >= 4:
-            break
-    return x, "no interior point", res, step_no
