@@ -566,9 +566,9 @@ CENTRE_IPM_MAX_ITER = 60
 class _KKT:
     """Newton's system under A x = b, the quasi-definite matrix [[-H, A'], [A, r I]] with H
     diagonal (the log barrier's diag(x)^-2, or the interior point's diag(s / x), on the signed
-    coordinates; a proximal weight 1 on the free ones, which leaves fixed points unchanged),
-    of a fixed pattern, factorised by QDLDL with static regularisation r and refined against
-    the system without it.
+    coordinates, 0 on the free ones), of a fixed pattern, factorised by QDLDL with static
+    regularisation r and a proximal weight 1 on the free coordinates, and refined against the
+    system without either.
 
     The upper triangle QDLDL reads is built directly from A's rows; only diagonals change
     between factorisations.
@@ -596,11 +596,13 @@ class _KKT:
         self.solver: Any = None
         self.w = np.ones(n)
 
-    def factor(self, w: np.ndarray, reg: float) -> None:
+    def factor(self, w: np.ndarray, reg: float, free: np.ndarray) -> None:
+        """Factorise for the diagonal w (zero on the `free` coordinates, which get the proximal
+        weight 1 in the factorisation only: solutions are refined against w itself)."""
         import qdldl
 
-        self.w = w
-        self.K.data[: self.n] = -w - reg
+        self.w = np.where(free, 0.0, w)
+        self.K.data[: self.n] = -np.where(free, 1.0, w) - reg
         self.K.data[self.ends] = reg
         if self.solver is None:
             self.solver = qdldl.Solver(self.K, upper=True)
@@ -660,9 +662,9 @@ class _FaceSystem:
         for step_no in range(1, max_iter + 1):
             rp = b - A @ x
             xs_safe = np.where(sg, x, 1.0)
-            w = np.where(sg, 1.0 / xs_safe**2, np.where(active, 1.0, _HELD))
+            w = np.where(sg, 1.0 / xs_safe**2, np.where(active, 0.0, _HELD))
             try:
-                self.kkt.factor(w, _REGULARISATION)
+                self.kkt.factor(w, _REGULARISATION, free & active)
             except Exception as exc:  # qdldl signals a zero pivot with an exception
                 return x, f"centring factorisation failed ({exc})", res, step_no
             # [-H, A'; A, 0] [dx; v] = [-1/x; rp] (0 for the free and the held coordinates)
@@ -737,7 +739,7 @@ class _FaceSystem:
                 break  # it lost accuracy after reading the face once: keep that reading
             xs = np.where(fr, 1.0, x)
             try:
-                self.kkt.factor(np.where(fr, 1.0, s / xs), _IPM_REGULARISATION)
+                self.kkt.factor(np.where(fr, 0.0, s / xs), _IPM_REGULARISATION, fr)
             except Exception:  # qdldl signals a zero pivot with an exception
                 break
             dx, dy, ds = _ipm_direction(self.kkt, fr, xs, s, rd, rp, np.zeros(len(x)))
