@@ -648,6 +648,21 @@ class TotProgram:
             A, b, cost, free, a, observed, observed[c.row_src[self.var_row]], tpos, n_g, i0, g0
         )
 
+    def centring_point(self, cp: CentringProgram, P: np.ndarray) -> np.ndarray:
+        """The point of the centring program `cp` of the map P (one probability per entry):
+        g = Q P, u and w the positive and negative parts of each cell's (q_c - p_c) / a_c,
+        every slack from its row. It meets A z = b when P meets the map's constraints."""
+        V, C, R = self.V, cp.n_cells, self.R
+        z = np.zeros(cp.A.shape[1])
+        z[:V] = P
+        z[cp.first_free :] = cp.A[R + C : cp.first_inequality, :V] @ P
+        rest = cp.b - cp.A @ z
+        balance = rest[R : R + C]
+        z[V : V + C] = np.maximum(-balance, 0.0)
+        z[V + C : V + 2 * C] = np.maximum(balance, 0.0)
+        z[V + 2 * C : cp.first_free] = np.maximum(rest[cp.first_inequality :], 0.0)
+        return z
+
     def centring_dual(
         self, cp: CentringProgram, layout: Layout, row_dual: np.ndarray
     ) -> np.ndarray:

@@ -381,6 +381,8 @@ CENTRE_MAX_ITER = 60
 CENTRE_INTERIOR_FIRST_ABOVE = 50_000
 #: The auxiliary LP is tried only on faces up to this many coordinates.
 CENTRE_AUXILIARY_UP_TO = 50_000
+#: A point of the face given as a start is moved this far into the interior.
+CENTRE_START_SHIFT = 0.1
 
 
 @dataclass(frozen=True)
@@ -416,6 +418,7 @@ def analytic_centre(
     free: np.ndarray | None = None,
     *,
     zeros: Callable[[np.ndarray], np.ndarray] | None = None,
+    point: np.ndarray | None = None,
     max_iter: int = CENTRE_MAX_ITER,
 ) -> Centre:
     """The analytic centre of the optimal face of  min c'x  s.t.  A x = b,  x_j >= 0 (j not
@@ -438,7 +441,9 @@ def analytic_centre(
     the coordinates that can be positive are read from an interior-point method on F
     (`interior_face`; first, on faces of more than CENTRE_INTERIOR_FIRST_ABOVE coordinates)
     and Newton's method starts again from its point; should that fail too, one auxiliary LP
-    (`face_support`) finds them exactly. All rounds share one factorisation pattern.
+    (`face_support`) finds them exactly. All rounds share one factorisation pattern and
+    start from `point`, if given (a point of the optimal face, such as the LP's solution),
+    shifted by CENTRE_START_SHIFT into the interior.
     """
     start = time.perf_counter()
     A = sp.csc_matrix(A, dtype=np.float64)
@@ -469,12 +474,15 @@ def analytic_centre(
     if len(idx) > CENTRE_AUXILIARY_UP_TO:
         rounds.remove("auxiliary LP")
     active = np.ones(len(idx), dtype=bool)
-    x0 = np.where(free[idx], 0.0, 1.0)
+    if point is None:
+        x0 = np.where(free[idx], 0.0, 1.0)
+    else:
+        x0 = np.where(free[idx], point[idx], np.maximum(point[idx], 0.0) + CENTRE_START_SHIFT)
     detail, res, xf = "no interior point", np.inf, x0
     for how in rounds:
         readings: list[tuple[np.ndarray, np.ndarray]] = [(active, x0)]
         if how == "interior point":
-            pair = system.interior()
+            pair = system.interior(x0)
             if pair is None:
                 continue
             xi, si = pair
@@ -693,9 +701,12 @@ class _FaceSystem:
                 return x, "inconsistent", res, step_no
         return x, "no interior point", res, step_no
 
-    def interior(self, max_iter: int = CENTRE_IPM_MAX_ITER) -> tuple[np.ndarray, np.ndarray] | None:
-        """An interior-point pair (x, s) from which the coordinates that can be positive are
-        read (x_j > s_j); None if it does not get there.
+    def interior(
+        self, x0: np.ndarray | None = None, max_iter: int = CENTRE_IPM_MAX_ITER
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An interior-point pair (x, s), from x0 (> 0 on the signed coordinates) if given, from
+        which the coordinates that can be positive are read (x_j > s_j); None if it does not
+        get there.
 
         Mehrotra's predictor-corrector method (Wright 1997, ch. 10) for  min 0  s.t. A x = b,
         x_j >= 0 (j not free): its iterates tend to a strictly complementary pair (Guler & Ye
@@ -705,7 +716,7 @@ class _FaceSystem:
         A, b, fr, scale = self.A, self.b, self.free, self.scale
         sg = ~fr
         ns = max(int(sg.sum()), 1)
-        x = np.where(fr, 0.0, 1.0)
+        x = np.where(fr, 0.0, 1.0) if x0 is None else x0.copy()
         s = np.where(fr, 0.0, 1.0)
         y = np.zeros(A.shape[0])
         best: tuple[float, np.ndarray, np.ndarray] | None = None
@@ -780,8 +791,12 @@ def _ipm_lengths(
 
 
 def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
+    """The largest t with v + t dv >= 0 (inf if dv >= 0)."""
     neg = dv < 0
-    return float((-v[neg] / dv[neg]).min()) if neg.any() else np.inf
+    if not neg.any():
+        return np.inf
+    with np.errstate(over="ignore"):
+        return float((-v[neg] / dv[neg]).min())
 
 
 def _barrier_step(x: np.ndarray, dx: np.ndarray, t_max: float) -> float:

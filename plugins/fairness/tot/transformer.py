@@ -316,9 +316,14 @@ class TOT(FairnessTransformer):
             row_dual = exact.row_dual if exact.status == "optimal" else None
         cen = None
         if row_dual is not None:
-            dual = prog.centring_dual(cp, layout, row_dual)
             cen = analytic_centre(
-                cp.A, cp.b, cp.c, dual, cp.free, zeros=lambda f: prog.centring_zeros(cp, f)
+                cp.A,
+                cp.b,
+                cp.c,
+                prog.centring_dual(cp, layout, row_dual),
+                cp.free,
+                zeros=lambda f: prog.centring_zeros(cp, f),
+                point=prog.centring_point(cp, vertex),
             )
         self.centre_seconds_ = time.perf_counter() - start
         if cen is None or cen.x is None:

@@ -62,7 +62,7 @@ def test_structural_zeros_let_newton_start_on_the_face() -> None:
 def test_auxiliary_lp_takes_over_when_the_interior_point_cannot_read_the_face(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(solvers._FaceSystem, "interior", lambda self: None)
+    monkeypatch.setattr(solvers._FaceSystem, "interior", lambda self, x0=None: None)
     cen = analytic_centre(A, B, C, np.zeros(4), FREE)
     assert cen.face_from == "auxiliary LP"
     assert np.abs(cen.x - CENTRE).max() <= 1e-9
