@@ -617,16 +617,16 @@ class _KKT:
         else:
             self.solver.update(self.K, upper=True)
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """The solution, refined until both block rows hold to 1e-13 of their right-hand side
-        (at least 1) or refinement stops helping."""
+    def solve(self, rhs: np.ndarray, accuracy: float = 1e-13) -> np.ndarray:
+        """The solution, refined until both block rows hold to `accuracy` times their
+        right-hand side (at least 1) or refinement stops helping."""
         n = self.n
         z = self.solver.solve(rhs)
-        tol = 1e-13 * np.maximum(
+        tol = accuracy * np.maximum(
             1.0, [np.abs(rhs[:n]).max(initial=0.0), np.abs(rhs[n:]).max(initial=0.0)]
         )
         last = np.inf
-        for _ in range(20):
+        for _ in range(10):
             dx, v = z[:n], z[n:]
             r = rhs - np.concatenate((self.AT @ v - self.w * dx, self.A @ dx))
             err = np.array([np.abs(r[:n]).max(initial=0.0), np.abs(r[n:]).max(initial=0.0)])
@@ -778,7 +778,7 @@ def _ipm_direction(
     """The step solving A dx = rp, A'dy + ds = rd, S dx + X ds = target - XS (free
     coordinates: A'dy = rd), with `kkt` factorised for s / x."""
     # -(s/x) dx + A'dy = rd + s - target/x, then ds = target/x - s - (s/x) dx.
-    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)))
+    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)), 1e-11)
     dx, dy = z[: len(x)], z[len(x) :]
     return dx, dy, np.where(free, 0.0, target / x - s - (s / x) * dx)
 
