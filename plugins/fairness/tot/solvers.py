@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ class LPResult:
         solver: the solver's name and version ("HiGHS 1.16.0", "cvxpy 1.9.3 / CLARABEL").
         detail: the solver's own status text.
         seconds: wall time of the solve.
+        row_dual: multipliers of the rows at the optimum (reduced costs c - A'y), when the
+            solver gives them exactly (HiGHS); None otherwise.
     """
 
     status: Status
@@ -67,6 +69,7 @@ class LPResult:
     solver: str
     detail: str
     seconds: float
+    row_dual: np.ndarray | None = None
 
 
 def normalize_solver(name: str) -> str:
@@ -213,8 +216,10 @@ def _solve_highs(lp: LinearProgram, options: dict[str, Any]) -> LPResult:
     detail = h.modelStatusToString(status)
     MS = highspy.HighsModelStatus
     if status == MS.kOptimal:
-        x = np.asarray(h.getSolution().col_value, dtype=np.float64)
-        return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds)
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value, dtype=np.float64)
+        y = np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None
+        return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds, y)
     return _highs_not_optimal(h, name, run_status, seconds)
 
 
@@ -310,7 +315,7 @@ def solve_highs_colgen(
     x[cols] = np.asarray(h.getSolution().col_value, dtype=np.float64)
     detail = f"{h.modelStatusToString(h.getModelStatus())} (column generation: {rounds} rounds, "
     detail += f"{len(cols)} of {n} columns)"
-    return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds)
+    return LPResult("optimal", x, float(lp.c @ x), name, detail, seconds, y)
 
 
 # -- cvxpy --------------------------------------------------------------------------------------
@@ -360,11 +365,24 @@ def _solve_cvxpy(lp: LinearProgram, solver: str, options: dict[str, Any]) -> LPR
 
 # -- the analytic centre of the optimal face ------------------------------------------------------
 
-#: The interior-point phase stops when x's / n is below this (the optimal face is read from it).
-CENTRE_IPM_TOL = 1e-10
+#: A reduced cost above this (times max(1, max |c|)) fixes its coordinate at zero on the optimal
+#: face; one below minus this means the dual given is not feasible.
+CENTRE_DUAL_TOL = 1e-11
 #: Largest residual |b - Ax| (relative to max(1, |b|)) accepted for the centre.
 CENTRE_FEASIBILITY_TOL = 1e-9
-CENTRE_MAX_ITER = 100
+#: Newton's method stops after a full step whose squared Newton decrement was below this (the
+#: error left is then of the order of its square).
+CENTRE_DECREMENT_TOL = 1e-10
+#: Newton steps allowed before the face is taken to have no point positive in every coordinate.
+CENTRE_MAX_ITER = 60
+#: Faces with more coordinates than this are read by the interior point before Newton's
+#: method is tried (on large programs some coordinates are nearly always forced to zero in ways
+#: the structure does not reveal, and a failed Newton run costs as much as the interior point).
+CENTRE_INTERIOR_FIRST_ABOVE = 50_000
+#: The auxiliary LP is tried only on faces up to this many coordinates.
+CENTRE_AUXILIARY_UP_TO = 50_000
+#: A point of the face given as a start is moved this far into the interior.
+CENTRE_START_SHIFT = 0.1
 
 
 @dataclass(frozen=True)
@@ -372,10 +390,13 @@ class Centre:
     """The result of `analytic_centre`.
 
     Attributes:
-        x: the centre (zero outside the optimal face), or None if the method failed.
-        face: boolean mask of the coordinates not identically zero on the optimal face.
+        x: the centre (zero outside the optimal face), or None if it could not be computed.
+        face: boolean mask of the coordinates not identically zero on the optimal face (as far
+            as it was determined).
         residual: largest |b - Ax| at x.
-        iterations: interior-point steps, then Newton centring steps.
+        iterations: Newton steps, all rounds together.
+        face_from: how the face was found: "dual" (an optimal dual and the program's
+            structure), "interior point" or "auxiliary LP" (see `analytic_centre`).
         seconds: wall time.
         detail: why it stopped.
     """
@@ -383,192 +404,416 @@ class Centre:
     x: np.ndarray | None
     face: np.ndarray | None
     residual: float
-    iterations: tuple[int, int]
+    iterations: int
+    face_from: str
     seconds: float
     detail: str
-
-
-class _KKT:
-    """The quasi-definite system [[-W, A'], [A, r I]] of a fixed pattern, factorised by QDLDL
-    (static regularisation r, iterative refinement against the system without it).
-
-    Only the diagonal changes between factorisations: the upper triangle QDLDL reads is built
-    once and its diagonal entries overwritten in place.
-    """
-
-    def __init__(self, A: sp.csr_matrix, reg: float = 1e-9) -> None:
-        m, n = A.shape
-        self.n, self.reg = n, reg
-        full = sp.bmat([[-sp.eye(n), A.T], [A, reg * sp.eye(m)]], format="csc").sorted_indices()
-        upper = sp.triu(full, format="csc").sorted_indices()
-        self.K, self.K0 = upper, full.copy()
-        self.diag = _diagonal_positions(upper)[:n]
-        diag0 = _diagonal_positions(self.K0)
-        self.diag0 = diag0[:n]
-        self.K0.data[diag0[n:]] = 0.0
-        self.solver: Any = None
-
-    def factor(self, w: np.ndarray) -> None:
-        import qdldl
-
-        self.K.data[self.diag] = -w - self.reg
-        self.K0.data[self.diag0] = -w
-        if self.solver is None:
-            self.solver = qdldl.Solver(self.K, upper=True)
-        else:
-            self.solver.update(self.K, upper=True)
-
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        z = self.solver.solve(rhs)
-        norm = max(1.0, float(np.abs(rhs).max(initial=0.0)))
-        for _ in range(10):
-            r = rhs - self.K0 @ z
-            if float(np.abs(r).max(initial=0.0)) <= 1e-13 * norm:
-                break
-            z = z + self.solver.solve(r)
-        return z  # type: ignore[no-any-return]
-
-
-def _diagonal_positions(K: sp.csc_matrix) -> np.ndarray:
-    """Positions in `K.data` of the diagonal entries, in column order (all present)."""
-    rows, cols = K.indices, np.repeat(np.arange(K.shape[1]), np.diff(K.indptr))
-    return np.flatnonzero(rows == cols)
-
-
-def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
-    neg = dv < 0
-    return float((-v[neg] / dv[neg]).min()) if neg.any() else np.inf
 
 
 def analytic_centre(
     A: sp.spmatrix,
     b: np.ndarray,
     c: np.ndarray,
+    y: np.ndarray,
     free: np.ndarray | None = None,
     *,
+    zeros: Callable[[np.ndarray], np.ndarray] | None = None,
+    point: np.ndarray | None = None,
     max_iter: int = CENTRE_MAX_ITER,
 ) -> Centre:
     """The analytic centre of the optimal face of  min c'x  s.t.  A x = b,  x_j >= 0 (j not
-    in the mask `free`).
+    in the mask `free`), given an optimal dual `y` (row multipliers) of that program.
 
     The optimal face F is the set of optimal x; its analytic centre is the unique point of F
-    maximising sum_j log x_j over the coordinates j not identically zero on F. It is the limit
-    of the central path (Megiddo 1989; Guler & Ye 1993), the point interior-point solvers
-    approach, and depends on the program only, not on any solution of it.
+    maximising sum_j log x_j over the coordinates j not identically zero on F (free ones carry
+    no term). It is the limit of the central path (Megiddo 1989; Guler & Ye 1993), the point
+    interior-point solvers approach, and depends on the program only, not on any solution of
+    it or on the dual used.
 
-    Two phases. (1) CLARABEL's interior point (called directly) to CENTRE_IPM_TOL; its iterate
-    is nearly strictly complementary, so F's coordinates are read as those with x_j >= s_j
-    (more widely if A_F x = b then cannot be met; coordinates phase 2 drives to zero are
-    dropped). (2) Newton's method for  max sum_{j in F} log x_j  s.t.  A_F x_F = b  from that
-    iterate (infeasible start, backtracking; Boyd & Vandenberghe 2004, sec. 10.3), to full
-    accuracy. Both phases solve quasi-definite systems with QDLDL. A must have full row rank
-    and the program a strictly positive feasible point.
+    By complementary slackness, for any optimal dual F = {x feasible: x_j = 0 wherever the
+    reduced cost r_j = c_j - A_j'y > 0}. What is left are the coordinates that the equalities
+    force to zero on F: `zeros`, if given, maps a mask of possible coordinates to a smaller
+    one, removing only coordinates proven zero on F (knowledge of the program's structure).
+    Newton's method for  max sum log x_j  s.t.  A_F x = b  (infeasible start; Boyd &
+    Vandenberghe 2004, sec. 10.3) then either converges, which proves that every remaining
+    coordinate is positive somewhere on F (and certifies `y`: a feasible x with x_j = 0
+    wherever r_j > 0 proves both optimal), or finds no point positive in all of them. Then
+    the coordinates that can be positive are read from an interior-point method on F
+    (`interior_face`; first, on faces of more than CENTRE_INTERIOR_FIRST_ABOVE coordinates)
+    and Newton's method starts again from its point; should that fail too, one auxiliary LP
+    (`face_support`) finds them exactly. All rounds share one factorisation pattern and
+    start from `point`, if given (a point of the optimal face, such as the LP's solution),
+    shifted by CENTRE_START_SHIFT into the interior.
     """
     start = time.perf_counter()
-    A = sp.csr_matrix(A, dtype=np.float64)
-    m, n = A.shape
+    A = sp.csc_matrix(A, dtype=np.float64)
+    n = A.shape[1]
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
-    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
-    import clarabel
-
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.tol_gap_abs = settings.tol_gap_rel = CENTRE_IPM_TOL
-    settings.tol_feas = settings.tol_ktratio = CENTRE_IPM_TOL
-    settings.max_iter = max_iter
     free = np.zeros(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
-    signed = np.flatnonzero(~free)
-    ns = len(signed)
-    ipm = clarabel.DefaultSolver(
-        sp.csc_matrix((n, n)),
-        c,
-        sp.vstack(
-            [A, sp.csr_matrix((-np.ones(ns), (np.arange(ns), signed)), shape=(ns, n))],
-            format="csc",
-        ),
-        np.concatenate((b, np.zeros(ns))),
-        [clarabel.ZeroConeT(m), clarabel.NonnegativeConeT(ns)],
-        settings,
-    )
-    sol = ipm.solve()
-    it = int(sol.iterations)
-    if str(sol.status) not in ("Solved", "AlmostSolved"):
-        return Centre(
-            None, None, np.inf, (it, 0), time.perf_counter() - start, f"Clarabel: {sol.status}"
+    newton, how = 0, "dual"
+
+    def result(x: np.ndarray | None, face: np.ndarray | None, res: float, detail: str) -> Centre:
+        return Centre(x, face, res, newton, how, time.perf_counter() - start, detail)
+
+    r = c - A.T @ np.asarray(y, dtype=np.float64)
+    tol = CENTRE_DUAL_TOL * max(1.0, float(np.abs(c).max(initial=0.0)))
+    worst = max(float(-r[~free].min(initial=0.0)), float(np.abs(r[free]).max(initial=0.0)))
+    if worst > tol:
+        return result(
+            None, None, np.inf, f"the dual is not feasible (reduced cost off by {worst:.2e})"
         )
-    x = np.asarray(sol.x, dtype=np.float64)
-    s = np.zeros(n)
-    s[signed] = np.asarray(sol.z, dtype=np.float64)[m:]
-    x = np.where(free, x, np.maximum(x, 1e-300))
-    newton, detail, res = 0, "centring iteration limit", np.inf
-    for ratio in CENTRE_RATIOS:
-        face = free | (x >= ratio * s)
-        for _ in range(CENTRE_ROUNDS):
-            xf, detail, res, steps = _centre_on(
-                A[:, face], b, x[face], free[face], scale, 5 * max_iter
-            )
+    face = free | (r <= tol)
+    if zeros is not None:
+        face = zeros(face)
+    idx = np.flatnonzero(face)
+    system = _FaceSystem(A[:, idx], b, free[idx])
+    rounds = ["dual", "interior point", "auxiliary LP"]
+    if len(idx) > CENTRE_INTERIOR_FIRST_ABOVE:
+        rounds.remove("dual")
+    if len(idx) > CENTRE_AUXILIARY_UP_TO:
+        rounds.remove("auxiliary LP")
+    active = np.ones(len(idx), dtype=bool)
+    if point is None:
+        x0 = np.where(free[idx], 0.0, 1.0)
+    else:
+        x0 = np.where(free[idx], point[idx], np.maximum(point[idx], 0.0) + CENTRE_START_SHIFT)
+    detail, res, xf = "no interior point", np.inf, x0
+    for how in rounds:
+        readings: list[tuple[np.ndarray, np.ndarray]] = [(active, x0)]
+        if how == "interior point":
+            pair = system.interior(x0)
+            if pair is None:
+                continue
+            xi, si = pair
+            # x_j >= s_j, read more widely while the face so read cannot meet A x = b.
+            readings = [(free[idx] | (xi >= ratio * si), xi) for ratio in CENTRE_IPM_READINGS]
+        elif how == "auxiliary LP":
+            aux = face_support(A, b, face, free)
+            if aux is None:
+                continue
+            readings = [(aux[0][idx], aux[1][idx])]
+        for active, x0 in readings:
+            xf, detail, res, steps = system.newton(np.where(active, x0, 0.0), active, max_iter)
             newton += steps
-            if detail != "vanishing":
+            if detail != "inconsistent":
                 break
-            # Coordinates that Newton drives to zero are zero on the whole face (the interior
-            # point left them just above its tolerance): drop them and centre again.
-            idx = np.flatnonzero(face)
-            face[idx[xf < CENTRE_VANISH * x[idx]]] = False
-        if detail != "inconsistent":
+        if detail not in ("no interior point", "inconsistent"):
             break
-        # A coordinate needed to meet A x = b was read as zero: read the face more widely.
+        logger.debug("centring: %s on a face of %d coordinates", detail, active.sum())
+    mask = np.zeros(n, dtype=bool)
+    mask[idx[active]] = True
     if detail != "central":
-        return Centre(None, face, res, (it, newton), time.perf_counter() - start, detail)
+        return result(None, mask, res, detail)
     out = np.zeros(n)
-    out[face] = xf
-    return Centre(out, face, res, (it, newton), time.perf_counter() - start, detail)
+    out[idx] = np.where(active, xf, 0.0)
+    return result(out, mask, res, detail)
 
 
-#: A face coordinate is dropped when centring shrinks it below this fraction of its start.
-CENTRE_VANISH = 1e-6
-CENTRE_ROUNDS = 4
-#: The face is read as {x_j >= ratio * s_j}, with the next ratio when A_F x = b cannot be met.
-CENTRE_RATIOS = (1.0, 1e-2, 1e-4, 1e-6)
+def face_support(
+    A: sp.spmatrix, b: np.ndarray, face: np.ndarray, free: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The coordinates not identically zero on {x: A x = b, x_j >= 0 (j not free), x_j = 0 off
+    `face`}, and a point of that set positive in all of them; None if the set is empty.
+
+    One LP (Freund, Roundy & Todd 1985) on the homogenised set, solved by HiGHS:
+    max sum_j t_j  s.t.  A (t + s) = theta b,  0 <= t_j <= 1,  s_j >= 0  over the signed
+    coordinates of `face` (free ones enter as they are), theta >= 0. Its feasible points form
+    a cone, so sums of them are feasible: at an optimum t_j = 1 exactly for the coordinates
+    that can be positive and 0 for the others, and (t + s) / theta is a point of the set
+    positive in every coordinate that can be.
+    """
+    A = sp.csc_matrix(A)
+    m = A.shape[0]
+    idx = np.flatnonzero(face)
+    signed, unsigned = idx[~free[idx]], idx[free[idx]]
+    k, f = len(signed), len(unsigned)
+    As = A[:, signed]
+    aux = LinearProgram(
+        np.concatenate((-np.ones(k), np.zeros(k + f + 1))),
+        sp.hstack(
+            [As, As, A[:, unsigned], sp.csc_matrix(-np.asarray(b).reshape(-1, 1))], format="csc"
+        ),
+        np.zeros(m),
+        np.zeros(m),
+        np.concatenate((np.zeros(2 * k), np.full(f, -np.inf), [0.0])),
+        np.concatenate((np.ones(k), np.full(k + f + 1, np.inf))),
+    )
+    res = _solve_highs(aux, {"presolve": "on"})
+    if res.status != "optimal" or res.x is None:
+        return None
+    t, s, theta = res.x[:k], res.x[k : 2 * k], float(res.x[-1])
+    positive = t > 0.5
+    if theta <= 0:
+        return None
+    support = np.zeros(len(face), dtype=bool)
+    support[signed[positive]] = True
+    support[unsigned] = True
+    x = np.zeros(len(face))
+    x[signed[positive]] = (t + s)[positive] / theta
+    x[unsigned] = res.x[2 * k : 2 * k + f] / theta
+    logger.debug("face support: %d of %d coordinates can be positive", positive.sum(), k)
+    return support, x
 
 
-def _centre_on(
-    A: sp.spmatrix, b: np.ndarray, x: np.ndarray, free: np.ndarray, scale: float, max_iter: int
-) -> tuple[np.ndarray, str, float, int]:
-    """Newton's method for  max sum_{j not free} log x_j  s.t.  A x = b  from x (> 0 where not
-    free): (x, "central" | "vanishing" | failure, residual, steps)."""
-    A = sp.csr_matrix(A)
-    kf = _KKT(A, reg=1e-12)
-    x0, sg = x.copy(), ~free
-    res = float(np.abs(b - A @ x).max(initial=0.0))
-    stalled = 0
-    for newton in range(1, max_iter + 1):
-        rp = b - A @ x
-        try:
-            kf.factor(np.where(free, 1.0, 1.0 / x**2))
-        except Exception as exc:  # qdldl signals a zero pivot with an exception
-            return x, f"centring factorisation failed ({exc})", res, newton
-        # [-X^-2, A'; A, 0] [dx; nu] = [-1/x; rp]; the free coordinates have no barrier, and
-        # a proximal weight 1 (which leaves the fixed point unchanged) keeps the system
-        # quasi-definite.
-        z = kf.solve(np.concatenate((np.where(free, 0.0, -1.0 / x), rp)))
-        dx = z[: len(x)]
-        dec = float(np.sum((dx[sg] / x[sg]) ** 2))
-        # the damped step of a self-concordant barrier, never past the boundary
-        step = 1.0 / (1.0 + np.sqrt(dec)) if dec > 0.25 else 1.0
-        step = min(step, 0.99 * _to_boundary(x[sg], dx[sg]))
-        logger.debug("centring %d: decrement %.3g, step %.3g, residual %.3g", newton, dec, step,
-                     res)
-        x = x + step * dx
-        res = float(np.abs(b - A @ x).max(initial=0.0))
-        if step == 1.0 and dec <= 1e-18 and res <= CENTRE_FEASIBILITY_TOL * scale:
-            return x, "central", res, newton
-        if newton % 25 == 0 and (x[sg] < CENTRE_VANISH * x0[sg]).any():
-            return x, "vanishing", res, newton
-        if dec <= 1e-20 and res > CENTRE_FEASIBILITY_TOL * scale:
-            stalled += 1
-            if stalled >= 3:
-                return x, "inconsistent", res, newton
+#: Static regularisation of the quasi-definite system (Newton's method, the interior point).
+_REGULARISATION = 1e-12
+_IPM_REGULARISATION = 1e-8
+#: Weight that holds a coordinate at zero in the shared system (it leaves the face).
+_HELD = 1e30
+#: The interior-point method reads the face once x's / n is below CENTRE_IPM_TOL and every
+#: x_j / s_j is outside (1 / CENTRE_IPM_GAP, CENTRE_IPM_GAP), or once it cannot reduce x's / n
+#: further below CENTRE_IPM_TOL (then as x_j >= s_j).
+CENTRE_IPM_TOL = 1e-9
+CENTRE_IPM_GAP = 10.0
+#: Readings x_j >= ratio * s_j tried in turn while the face read cannot meet A x = b.
+CENTRE_IPM_READINGS = (1.0, 1e-2, 1e-4, 1e-6)
+CENTRE_IPM_MAX_ITER = 60
+
+
+class _KKT:
+    """Newton's system under A x = b, the quasi-definite matrix [[-H, A'], [A, r I]] with H
+    diagonal (the log barrier's diag(x)^-2, or the interior point's diag(s / x), on the signed
+    coordinates, 0 on the free ones), of a fixed pattern, factorised by QDLDL with static
+    regularisation r and a proximal weight 1 on the free coordinates, and refined against the
+    system without either.
+
+    The upper triangle QDLDL reads is built directly from A's rows; only diagonals change
+    between factorisations.
+    """
+
+    def __init__(self, A: sp.spmatrix) -> None:
+        R = sp.csr_matrix(A)
+        R.sort_indices()
+        m, n = R.shape
+        self.n, self.A, self.AT = n, R, R.T.tocsr()
+        # Columns 0..n-1 hold only the diagonal; column n + i holds row i of A, then r.
+        counts = np.concatenate((np.ones(n, dtype=np.int64), np.diff(R.indptr) + 1))
+        indptr = np.concatenate(([0], np.cumsum(counts)))
+        indices = np.empty(indptr[-1], dtype=np.int32)
+        data = np.empty(indptr[-1])
+        indices[:n] = np.arange(n)
+        self.ends = indptr[n + 1 :] - 1
+        body = np.ones(indptr[-1], dtype=bool)
+        body[:n] = False
+        body[self.ends] = False
+        indices[body] = R.indices
+        data[body] = R.data
+        indices[self.ends] = n + np.arange(m)
+        self.K = sp.csc_matrix((data, indices, indptr), shape=(n + m, n + m))
+        self.solver: Any = None
+        self.w = np.ones(n)
+
+    def factor(self, w: np.ndarray, reg: float, free: np.ndarray) -> None:
+        """Factorise for the diagonal w (zero on the `free` coordinates, which get the proximal
+        weight 1 in the factorisation only: solutions are refined against w itself)."""
+        import qdldl
+
+        self.w = np.where(free, 0.0, w)
+        self.K.data[: self.n] = -np.where(free, 1.0, w) - reg
+        self.K.data[self.ends] = reg
+        if self.solver is None:
+            self.solver = qdldl.Solver(self.K, upper=True)
         else:
-            stalled = 0
-    return x, "centring iteration limit", res, max_iter
+            self.solver.update(self.K, upper=True)
+
+    def solve(self, rhs: np.ndarray, accuracy: float = 1e-13) -> np.ndarray:
+        """The solution, refined until both block rows hold to `accuracy` times their
+        right-hand side (at least 1) or refinement stops helping."""
+        n = self.n
+        z = self.solver.solve(rhs)
+        tol = accuracy * np.maximum(
+            1.0, [np.abs(rhs[:n]).max(initial=0.0), np.abs(rhs[n:]).max(initial=0.0)]
+        )
+        last = np.inf
+        for _ in range(10):
+            dx, v = z[:n], z[n:]
+            r = rhs - np.concatenate((self.AT @ v - self.w * dx, self.A @ dx))
+            err = np.array([np.abs(r[:n]).max(initial=0.0), np.abs(r[n:]).max(initial=0.0)])
+            worst = float((err / tol).max())
+            if worst <= 1.0 or worst >= last:
+                break
+            last = worst
+            z = z + self.solver.solve(r)
+        return z  # type: ignore[no-any-return]
+
+
+class _FaceSystem:
+    """A x = b on the columns of a face, with one `_KKT` shared by Newton's method and the
+    interior-point method; coordinates outside `active` are held at zero."""
+
+    def __init__(self, A: sp.spmatrix, b: np.ndarray, free: np.ndarray) -> None:
+        self.A = sp.csr_matrix(A)
+        self.b, self.free = b, free
+        self.scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+        self.kkt = _KKT(self.A)
+
+    def newton(
+        self, x: np.ndarray, active: np.ndarray, max_iter: int
+    ) -> tuple[np.ndarray, str, float, int]:
+        """Newton's method for  max sum log x_j (signed active j)  s.t.  A x = b,  x_j = 0 off
+        `active`, from x (> 0 on the signed active coordinates):
+        (x, "central" | "no interior point" | "inconsistent" | failure, residual, steps):
+        "no interior point" when the steps keep stopping at the boundary, "inconsistent" when
+        full steps cannot meet A x = b (no solution on the face).
+
+        While infeasible, each step goes 0.99 of the way to the boundary at most (a full step
+        makes A x = b hold); once feasible, steps minimise the barrier along the direction.
+        """
+        A, b, free, scale = self.A, self.b, self.free, self.scale
+        sg = active & ~free
+        x = np.where(active, x, 0.0)
+        xs_safe = np.where(sg, x, 1.0)
+        res = float(np.abs(b - A @ x).max(initial=0.0))
+        feasible = res <= CENTRE_FEASIBILITY_TOL * scale
+        stuck, step_no = 0, 0
+        for step_no in range(1, max_iter + 1):
+            rp = b - A @ x
+            xs_safe = np.where(sg, x, 1.0)
+            w = np.where(sg, 1.0 / xs_safe**2, np.where(active, 0.0, _HELD))
+            try:
+                self.kkt.factor(w, _REGULARISATION, free & active)
+            except Exception as exc:  # qdldl signals a zero pivot with an exception
+                return x, f"centring factorisation failed ({exc})", res, step_no
+            # [-H, A'; A, 0] [dx; v] = [-1/x; rp] (0 for the free and the held coordinates)
+            z = self.kkt.solve(np.concatenate((np.where(sg, -1.0 / xs_safe, 0.0), rp)))
+            dx = np.where(active, z[: len(x)], 0.0)
+            dxs, xs = dx[sg], x[sg]
+            dec = float(np.sum((dxs / xs) ** 2))
+            t_max = _to_boundary(xs, dxs)
+            if not feasible:
+                t = min(1.0, 0.99 * t_max)
+            elif t_max > 1.0 and dec < 0.25:
+                t = 1.0
+            else:
+                t = _barrier_step(xs, dxs, t_max)
+            x = x + t * dx
+            res = float(np.abs(b - A @ x).max(initial=0.0))
+            logger.debug(
+                "centring %d: decrement %.3g, step %.3g, residual %.3g", step_no, dec, t, res
+            )
+            feasible = res <= CENTRE_FEASIBILITY_TOL * scale
+            if t == 1.0 and dec <= CENTRE_DECREMENT_TOL and feasible:
+                return x, "central", res, step_no
+            # Full steps that do not reach A x = b: it has no solution on the face.
+            stuck = stuck + 1 if t == 1.0 and not feasible else 0
+            if stuck >= 3:
+                return x, "inconsistent", res, step_no
+        return x, "no interior point", res, step_no
+
+    def interior(
+        self, x0: np.ndarray | None = None, max_iter: int = CENTRE_IPM_MAX_ITER
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An interior-point pair (x, s), from x0 (> 0 on the signed coordinates) if given, from
+        which the coordinates that can be positive are read (x_j > s_j); None if it does not
+        get there.
+
+        Mehrotra's predictor-corrector method (Wright 1997, ch. 10) for  min 0  s.t. A x = b,
+        x_j >= 0 (j not free): its iterates tend to a strictly complementary pair (Guler & Ye
+        1993), x_j > 0 exactly where x can be positive and the dual slack s_j > 0 exactly where
+        it cannot.
+        """
+        A, b, fr, scale = self.A, self.b, self.free, self.scale
+        sg = ~fr
+        ns = max(int(sg.sum()), 1)
+        x = np.where(fr, 0.0, 1.0) if x0 is None else x0.copy()
+        s = np.where(fr, 0.0, 1.0)
+        y = np.zeros(A.shape[0])
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for _ in range(max_iter):
+            rp = b - A @ x
+            rd = -(A.T @ y) - s
+            mu = float(x[sg] @ s[sg]) / ns
+            primal = float(np.abs(rp).max(initial=0.0))
+            dual = float(np.abs(rd).max(initial=0.0))
+            if not np.isfinite(mu + primal + dual):
+                break
+            ratio = x[sg] / np.where(s[sg] > 0, s[sg], np.finfo(float).tiny)
+            unclear = int(((ratio > 1 / CENTRE_IPM_GAP) & (ratio < CENTRE_IPM_GAP)).sum())
+            logger.debug(
+                "interior point: mu %.3g, primal %.3g, dual %.3g, %d unclear",
+                mu,
+                primal,
+                dual,
+                unclear,
+            )
+            if (
+                mu <= CENTRE_IPM_TOL
+                and primal <= CENTRE_FEASIBILITY_TOL * scale
+                and dual <= CENTRE_FEASIBILITY_TOL
+            ):
+                if best is None or mu < best[0]:
+                    best = (mu, x.copy(), s.copy())
+                if not unclear:
+                    break
+            elif best is not None:
+                break  # it lost accuracy after reading the face once: keep that reading
+            xs = np.where(fr, 1.0, x)
+            try:
+                self.kkt.factor(np.where(fr, 0.0, s / xs), _IPM_REGULARISATION, fr)
+            except Exception:  # qdldl signals a zero pivot with an exception
+                break
+            dx, dy, ds = _ipm_direction(self.kkt, fr, xs, s, rd, rp, np.zeros(len(x)))
+            ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 1.0)
+            mu_aff = float((x + ap * dx)[sg] @ (s + ad * ds)[sg]) / ns
+            sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+            target = np.where(fr, 0.0, sigma * mu - dx * ds)
+            dx, dy, ds = _ipm_direction(self.kkt, fr, xs, s, rd, rp, target)
+            ap, ad = _ipm_lengths(x[sg], s[sg], dx[sg], ds[sg], 0.99)
+            x, y, s = x + ap * dx, y + ad * dy, s + ad * ds
+        if best is None:
+            return None
+        return best[1], best[2]
+
+
+def _ipm_direction(
+    kkt: _KKT,
+    free: np.ndarray,
+    x: np.ndarray,
+    s: np.ndarray,
+    rd: np.ndarray,
+    rp: np.ndarray,
+    target: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step solving A dx = rp, A'dy + ds = rd, S dx + X ds = target - XS (free
+    coordinates: A'dy = rd), with `kkt` factorised for s / x."""
+    # -(s/x) dx + A'dy = rd + s - target/x, then ds = target/x - s - (s/x) dx.
+    z = kkt.solve(np.concatenate((np.where(free, rd, rd + s - target / x), rp)), 1e-11)
+    dx, dy = z[: len(x)], z[len(x) :]
+    return dx, dy, np.where(free, 0.0, target / x - s - (s / x) * dx)
+
+
+def _ipm_lengths(
+    x: np.ndarray, s: np.ndarray, dx: np.ndarray, ds: np.ndarray, frac: float
+) -> tuple[float, float]:
+    """Primal and dual step lengths: `frac` of the way to the boundary, at most 1."""
+    return min(1.0, frac * _to_boundary(x, dx)), min(1.0, frac * _to_boundary(s, ds))
+
+
+def _to_boundary(v: np.ndarray, dv: np.ndarray) -> float:
+    """The largest t with v + t dv >= 0 (inf if dv >= 0)."""
+    neg = dv < 0
+    if not neg.any():
+        return np.inf
+    with np.errstate(over="ignore"):
+        return float((-v[neg] / dv[neg]).min())
+
+
+def _barrier_step(x: np.ndarray, dx: np.ndarray, t_max: float) -> float:
+    """argmin over 0 <= t < t_max of -sum log(x + t dx) (safeguarded Newton in one variable)."""
+    lo, hi = 0.0, t_max
+    t = 1.0 if t_max > 2.0 else 0.5 * t_max
+    for _ in range(50):
+        z = dx / (x + t * dx)
+        g, h = -float(z.sum()), float(z @ z)
+        if g < 0:
+            lo = t
+        else:
+            hi = t
+        nxt = t - g / h if h > 0 else hi
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * t
+        if abs(nxt - t) <= 1e-12 * t:
+            return nxt
+        t = nxt
+    return t

@@ -21,8 +21,8 @@ from safes_framework.schema import Schema
 
 from . import distortion as distortions
 from .distortion import Distortion, FunctionDistortion
-from .linear_program import Cells, Targets, TotProgram
-from .solvers import LPResult, analytic_centre, normalize_solver, solve
+from .linear_program import Cells, Layout, Targets, TotProgram
+from .solvers import LinearProgram, LPResult, analytic_centre, normalize_solver, solve
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class TOT(FairnessTransformer):
         self.centre_seconds_ = 0.0
         self.choice_ = "vertex"
         if self.choice == "centre":
-            P = self._centre(prog, P, result)
+            P = self._centre(prog, lp, layout, P, result)
         self.program_ = prog
         self.map_ = P
         self.status_ = result.status
@@ -293,18 +293,45 @@ class TOT(FairnessTransformer):
         )
         return self
 
-    def _centre(self, prog: TotProgram, vertex: np.ndarray, result: LPResult) -> np.ndarray:
+    def _centre(
+        self,
+        prog: TotProgram,
+        lp: LinearProgram,
+        layout: Layout,
+        vertex: np.ndarray,
+        result: LPResult,
+    ) -> np.ndarray:
         """The analytic centre of the optimal maps (see `TotProgram.centring_program`)."""
-        A, b, c, free = prog.centring_program(self.eta)
-        cen = analytic_centre(A, b, c, free)
-        self.centre_seconds_ = cen.seconds
-        if cen.x is None:
+        start = time.perf_counter()
+        cp = prog.centring_program(self.eta)
+        row_dual = result.row_dual
+        if row_dual is None:
+            # An optimal dual fixes the optimal face; HiGHS gives one exactly.
+            exact = solve(lp, "highs", None, prog.seed_columns(lp.shape[1]))
+            row_dual = exact.row_dual if exact.status == "optimal" else None
+        cen = None
+        if row_dual is not None:
+            cen = analytic_centre(
+                cp.A,
+                cp.b,
+                cp.c,
+                prog.centring_dual(cp, layout, row_dual),
+                cp.free,
+                zeros=lambda f: prog.centring_zeros(cp, f),
+                point=prog.centring_point(cp, vertex),
+            )
+        self.centre_seconds_ = time.perf_counter() - start
+        if cen is None or cen.x is None:
             # Happens on nearly degenerate programs (eta within ~1e-7 of its smallest feasible
             # value): said loudly and recorded in choice_, never silently.
+            why = (
+                "HiGHS gave no optimal dual"
+                if cen is None
+                else f"{cen.detail}, after {cen.iterations} Newton steps"
+            )
             warnings.warn(
-                f"tot: the centre of the optimal maps could not be computed ({cen.detail}, "
-                f"after {cen.iterations[0]} interior-point and {cen.iterations[1]} Newton "
-                f"steps); releasing {result.solver}'s vertex instead (choice_ = 'vertex')",
+                f"tot: the centre of the optimal maps could not be computed ({why}); "
+                f"releasing {result.solver}'s vertex instead (choice_ = 'vertex')",
                 stacklevel=3,
             )
             self.choice_ = "vertex"
@@ -322,10 +349,11 @@ class TOT(FairnessTransformer):
             )
         self._check_map(prog, P, result)
         logger.info(
-            "tot: centre of the optimal maps in %.3f s (%d + %d steps), TV %.10g (vertex %.10g)",
-            cen.seconds,
-            cen.iterations[0],
-            cen.iterations[1],
+            "tot: centre of the optimal maps in %.3f s (%d Newton steps%s), TV %.10g (vertex "
+            "%.10g)",
+            self.centre_seconds_,
+            cen.iterations,
+            "" if cen.face_from == "dual" else f", face from the {cen.face_from}",
             tv,
             optimum,
         )

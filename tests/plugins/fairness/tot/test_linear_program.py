@@ -401,3 +401,50 @@ def test_vertex_choice_and_bad_choice() -> None:
     schema, df = toy_schema(), toy_table(600, seed=3)
     tot = TOT(0.05, distortion=TOY_DIST, choice="vertex").fit(df, schema)
     assert tot.choice_ == "vertex" and tot.params()["choice"] == "vertex"
+
+
+# -- the centring program's optimal face -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "constraint, eta, per_group",
+    [("difference", 0.08, False), ("ratio", 0.3, False), ("difference", 0.08, True)],
+)
+def test_lp_dual_gives_an_optimal_dual_of_the_centring_program(
+    constraint: str, eta: float, per_group: bool
+) -> None:
+    schema, df = toy_schema(), toy_table(600, seed=3)
+    tot = TOT(
+        eta, distortion=TOY_DIST, constraint=constraint, per_group=per_group, choice="vertex"
+    ).fit(df, schema)
+    p = tot.program_
+    assert p.aggregate is not per_group
+    lp, layout = p.lp(eta)
+    res = solve(lp, "highs")
+    cp = p.centring_program(eta)
+    y = p.centring_dual(cp, layout, res.row_dual)
+    reduced = cp.c - cp.A.T @ y
+    assert reduced[~cp.free].min() >= -1e-12
+    assert np.abs(reduced[cp.free]).max(initial=0.0) <= 1e-12
+    assert cp.b @ y == pytest.approx(res.objective, abs=1e-12)  # dual objective = optimum
+    point = p.centring_point(cp, tot.map_)
+    assert np.abs(cp.A @ point - cp.b).max() <= 1e-12 and point[~cp.free].min() >= 0
+    assert reduced @ point == pytest.approx(0.0, abs=1e-12)  # complementary slackness
+
+
+@pytest.mark.parametrize("name, eta", [("compas", 0.15), ("adult", 0.1)])
+def test_flow_balance_removes_only_coordinates_zero_on_the_optimal_face(
+    name: str, eta: float
+) -> None:
+    train, _ = datasets.train_test_split(name)
+    tot = TOT(eta, distortion=name, choice="vertex").fit(train, datasets.schema(name))
+    p = tot.program_
+    lp, layout = p.lp(eta)
+    cp = p.centring_program(eta)
+    y = p.centring_dual(cp, layout, solve(lp, "highs").row_dual)
+    face = cp.free | (cp.c - cp.A.T @ y <= 1e-11)
+    kept = p.centring_zeros(cp, face)
+    exact, _ = solvers.face_support(cp.A, cp.b, face, cp.free)
+    assert kept.sum() < face.sum()  # the optimum is 0 here: q = p forces moves to zero
+    assert (exact <= kept).all()
+    assert (exact == kept).all()  # and on these tables nothing else is forced
