@@ -150,9 +150,13 @@ KILLED_SAVE = textwrap.dedent(
     synth = safes_framework.synthesizer("mst", epsilon=1.0, delta=1e-9)
     release = SafesChain(synth, seed=0).run(toy_table(500), toy_schema())
 
-    def stuck_to_csv(self, path, **kwargs):  # half a table written, then the process hangs
-        with open(path, "w") as fh:
-            fh.write("sex,race,edu,income\\n0,1,")
+    def stuck_to_csv(self, target, **kwargs):  # half a table written, then the process hangs
+        if hasattr(target, "write"):
+            target.write("sex,race,edu,income\\n0,1,")
+            target.flush()
+        else:
+            with open(target, "w") as fh:
+                fh.write("sex,race,edu,income\\n0,1,")
         print("writing", flush=True)
         time.sleep(600)
 
