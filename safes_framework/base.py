@@ -231,3 +231,8 @@ class Metric(ABC):
 
     def params(self) -> dict[str, Any]:
         return {}
+
+
+def _component_name(obj: object) -> str:
+    """The name a stage component is known by: its registered name, else its class name."""
+    return getattr(obj, "name", "") or type(obj).__name__

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import secrets
 import time
@@ -13,12 +12,12 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .access import Clique, InMemorySource
+from .access import InMemorySource
 from .backends import open_source
 from .base import (
     FairnessOutput,
@@ -28,27 +27,29 @@ from .base import (
     MetricResult,
     StageContext,
     Synthesizer,
+    _component_name,
 )
 from .binning import DEFAULT_BIN_SHARE, check_share, choose_edges, plan_bins
 from .binning import STAGE as BINNING
-from .errors import (
-    BudgetExceededError,
-    ConfigError,
-    FairnessStageError,
-    MetricsStageError,
-    PrivacyError,
-    PrivacyWarning,
-    SafesError,
-    SmallTableWarning,
+from .errors import ConfigError, MetricsStageError, SmallTableWarning
+from .fairness_stage import _fairness_failed, apply_fairness, fair_release
+from .guarantee import (
+    ASSUMPTIONS,
+    ESTIMATED_SIZE,
+    ROWS_ASSUMPTION,
+    SEED_ASSUMPTION,
+    _row_estimate,
+    _warn_if_delta_is_large,
 )
 from .ingest import DEFAULT_CHUNK_ROWS, encode_table
 from .outputs import check_output_dir
+from .planning import plan_chain
 from .plugins import PluginManager, get_plugin_manager
 from .primitives import PrivateTable
 from .privacy import RDPAccountant
 from .privacy.accountant import NEIGHBOURING
 from .privacy.noise import NoiseSource, SecureNoise, SeededNoise
-from .release import PrivacyReport, Release, RunInfo, _jsonable, versions
+from .release import PrivacyReport, Release, RunInfo, versions
 from .schema import Schema
 from .streaming import (
     StreamedRelease,
@@ -58,29 +59,17 @@ from .streaming import (
     write_streamed_release,
 )
 
+__all__ = [
+    "ASSUMPTIONS",
+    "ESTIMATED_SIZE",
+    "ROWS_ASSUMPTION",
+    "SEED_ASSUMPTION",
+    "SafesChain",
+    "apply_fairness",
+    "fair_release",
+]
+
 logger = logging.getLogger(__name__)
-
-#: What every release's guarantee relies on beyond the mathematics (see docs/privacy.md).
-ASSUMPTIONS = (
-    "every record takes values in the schema's declared domain, and the schema is public "
-    "(it was not read from the data)",
-    "the table has at least one record",
-)
-SEED_ASSUMPTION = (
-    "the caller's seed stays secret: whoever holds it can reproduce the noise, and then the "
-    "release protects nobody"
-)
-ROWS_ASSUMPTION = (
-    "the synthesizer's use of the rows it read matches the privacy events it declared first"
-)
-ESTIMATED_SIZE = (
-    "a DP estimate of the number of records (the synthesizer's noisy total: post-processing "
-    "of its measurements), rounded, at least 1"
-)
-
-
-def _component_name(obj: object) -> str:
-    return getattr(obj, "name", "") or type(obj).__name__
 
 
 class SafesChain:
@@ -197,50 +186,9 @@ class SafesChain:
         Raises:
             ConfigError: a metric lacks a table, or a plugin's pre-flight refuses the schema.
         """
-        if not isinstance(schema, Schema):
-            raise ConfigError(
-                f"schema must be a safes_framework.Schema, got {type(schema).__name__}"
-            )
-        for m in self.metrics:
-            missing = sorted(set(m.reads()) - {"train"} - ({"test"} if test else set()))
-            if missing:
-                raise ConfigError(
-                    f"metric {_component_name(m)!r} reads the real {missing[0]} table, and "
-                    "none is given; pass run(..., test=TABLE) (safes run --test FILE) or drop "
-                    "the metric"
-                )
-        budget = (self.synthesizer.epsilon, self.synthesizer.delta)
-        trial = RDPAccountant(budget=budget)
-        rho_total = _planned_rho(trial)
-        bins = plan_bins(schema, trial, self.bin_share)
-        if bins is not None:
-            bins.charge(trial)
-        provisional = schema.provisional()
-        table = PrivateTable(
-            _DomainOnly(provisional.sizes),
-            provisional,
-            trial.copy(),
-            SeededNoise(np.random.SeedSequence(0)),
-            stage="synthesizer",
-        )
-        synth = self.synthesizer.preflight(table)
-        fair = None if self.fairness is None else self.fairness.preflight(provisional)
-        return _jsonable(
-            {
-                "budget": {
-                    "epsilon": budget[0],
-                    "delta": budget[1],
-                    "rho": rho_total,
-                    "synthesizer_rho": _planned_rho(trial),
-                },
-                "binning": None if bins is None else bins.to_dict(),
-                "synthesizer": {"name": _component_name(self.synthesizer), **synth},
-                "fairness": None
-                if self.fairness is None
-                else {"name": _component_name(self.fairness), **(fair or {})},
-                "metrics": [_component_name(m) for m in self.metrics],
-                "rows": "DP estimate" if self.rows is None else self.rows,
-            }
+        return plan_chain(
+            schema, self.synthesizer, self.fairness, self.metrics,
+            rows=self.rows, bin_share=self.bin_share, test=test,
         )
 
     def run(
@@ -297,8 +245,9 @@ class SafesChain:
                         self.fairness, synthetic, schema, np.random.default_rng(seeds["fairness"])
                     )
             except Exception as exc:
-                self._fairness_failed(
-                    exc, run, synthetic, privacy, schema, recorded_seeds, timings
+                _fairness_failed(
+                    self._pm, self.fairness, exc, run, synthetic, privacy, schema,
+                    recorded_seeds, timings,
                 )
             # Settings resolved while fitting (e.g. an automatic choice) are what the release
             # should record.
@@ -501,47 +450,6 @@ class SafesChain:
         )
         return _Fitted(run, timings, rows, seeds, recorded_seeds, privacy, schema)
 
-    def _fairness_failed(
-        self,
-        exc: Exception,
-        run: RunInfo,
-        synthetic: pd.DataFrame,
-        privacy: PrivacyReport,
-        schema: Schema,
-        recorded_seeds: dict[str, int],
-        timings: dict[str, float],
-    ) -> NoReturn:
-        """Raise `FairnessStageError` carrying the DP synthetic release without fairness."""
-        assert self.fairness is not None
-        name = _component_name(self.fairness)
-        failure = {
-            "name": name,
-            "params": self.fairness.params(),
-            "error": type(exc).__name__,
-            "message": str(exc),
-        }
-        run = dataclasses.replace(
-            run, fairness=None, fairness_params={}, fairness_failure=failure
-        )
-        release = Release(
-            data=synthetic,
-            weights=None,
-            privacy=privacy,
-            schema=schema,
-            run=run,
-            seeds={k: v for k, v in recorded_seeds.items() if k != "fairness"},
-            versions=versions(),
-            timings=timings,
-        )
-        self._pm.run_finished(run, release)
-        raise FairnessStageError(
-            f"the fairness stage ({name}) failed after synthesis: {exc}. The DP synthetic "
-            "table is kept: this error's `release` is a release without fairness; save it "
-            "and apply fairness to it again (fair_release, or safes fair) at no further "
-            "privacy cost",
-            release=release,
-        ) from exc
-
     @contextmanager
     def _stage(self, run: RunInfo, stage: str, timings: dict[str, float]) -> Iterator[StageContext]:
         self._pm.stage_started(run, stage)
@@ -565,166 +473,3 @@ class _Fitted:
     recorded_seeds: dict[str, int]
     privacy: PrivacyReport
     schema: Schema
-
-
-def _planned_rho(accountant: RDPAccountant) -> float | None:
-    """The zCDP rho that remains on `accountant`, or None when the grid certifies none."""
-    try:
-        return accountant.plan_zcdp()
-    except BudgetExceededError:
-        return None
-
-
-def _row_estimate(synthesizer: Synthesizer, name: str) -> float:
-    """The synthesizer's DP estimate of the number of records (post-processing of its noise)."""
-    estimate = synthesizer.estimated_rows()
-    if isinstance(estimate, bool) or not isinstance(estimate, (int, float, np.number)):
-        raise SafesError(
-            f"synthesizer {name!r} returned {estimate!r} as its row-count estimate, not a number"
-        )
-    if not math.isfinite(float(estimate)):
-        raise SafesError(f"synthesizer {name!r} returned a non-finite row-count estimate")
-    return float(estimate)
-
-
-def _warn_if_delta_is_large(delta: float, rows: float) -> None:
-    """Warn when delta >= 1/n, with n the DP estimate of the number of records.
-
-    A mechanism that publishes each record with probability delta is (0, delta)-DP, so a
-    delta of 1/n or more permits publishing about one record outright. The exact n is
-    sensitive, so the rule uses the synthesizer's DP estimate (or the caller's `rows` when
-    there is none): it reveals nothing the release does not.
-    """
-    n = max(1.0, rows)
-    if delta * n >= 1:
-        warnings.warn(
-            f"delta={delta:g} is not below 1/n ~ {1 / n:.3g} (n ~ {n:,.0f}, the DP estimate of "
-            "the number of records): with delta >= 1/n the guarantee allows publishing about "
-            "one record outright; use a delta far below 1/n (e.g. 1e-9)",
-            PrivacyWarning,
-            stacklevel=3,
-        )
-
-
-def apply_fairness(
-    fairness: FairnessTransformer,
-    synthetic: pd.DataFrame,
-    schema: Schema,
-    rng: np.random.Generator,
-) -> FairnessOutput:
-    """Apply a fairness transformer to a synthetic table: the post-processing boundary.
-
-    The transformer sees the synthetic table (a copy) and the public schema only; its output is
-    validated against the schema and its weights checked. The chain's fairness stage is this
-    call; use it directly to apply several transformers to one synthetic table (as the
-    evaluation protocol does to pair DP and SAFES settings on the same synthesis).
-
-    Raises:
-        SafesError: the transformer returned something other than a valid `FairnessOutput`.
-    """
-    out = fairness.fit_transform(synthetic.copy(), schema, rng)
-    if not isinstance(out, FairnessOutput):
-        raise SafesError(
-            f"fairness transformer {_component_name(fairness)!r} returned "
-            f"{type(out).__name__}, not a FairnessOutput"
-        )
-    schema.validate(out.data)
-    if out.weights is not None:
-        w = np.asarray(out.weights, dtype=np.float64)
-        if w.shape != (len(out.data),) or not np.isfinite(w).all() or (w < 0).any():
-            raise SafesError(
-                f"fairness transformer {_component_name(fairness)!r} returned invalid weights "
-                "(need one finite non-negative weight per row)"
-            )
-        out = FairnessOutput(out.data, w)
-    return out
-
-
-class _DomainOnly:
-    """A `CountSource` that knows the public domain only: pre-flight checks read no data."""
-
-    def __init__(self, sizes: dict[str, int]) -> None:
-        self._sizes = dict(sizes)
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return self._sizes
-
-    def _refuse(self) -> NoReturn:
-        raise PrivacyError(
-            "a pre-flight check called a DP primitive; pre-flight checks see the public "
-            "domain only (columns and sizes)"
-        )
-
-    def marginal(self, clique: Clique) -> np.ndarray:
-        self._refuse()
-
-    def num_rows(self) -> int:
-        self._refuse()
-
-    def rows(self) -> np.ndarray:
-        self._refuse()
-
-
-def fair_release(
-    release: Release,
-    fairness: FairnessTransformer | str,
-    *,
-    seed: int | None = None,
-    plugin_manager: PluginManager | None = None,
-) -> Release:
-    """A new release: `fairness` applied to a saved (or in-memory) release's table.
-
-    Post-processing of the release alone: no original data is read, nothing is spent, and the
-    new release carries the same privacy report. Its run has a new id, the source's
-    synthesizer, the new fairness settings, `made_from` (the source's run id and fairness),
-    and a fresh post-processing seed for the transform (or `seed`, recorded either way: it
-    drives post-processing only, independent of the DP noise).
-
-    Args:
-        release: the source release, e.g. `Release.load(directory)`.
-        fairness: a `FairnessTransformer` or a registered name.
-        seed: the transform's seed (default: fresh from OS entropy).
-        plugin_manager: where to find a fairness transformer given by name.
-
-    Raises:
-        ConfigError: the release carries sample weights (from reweighing), which a new
-            transform would drop, or the transformer's pre-flight refuses the schema.
-    """
-    pm = plugin_manager or get_plugin_manager()
-    if isinstance(fairness, str):
-        fairness = pm.fairness_transformers.create(fairness)
-    if not isinstance(fairness, FairnessTransformer):
-        raise ConfigError(f"fairness must be a FairnessTransformer or a name, got {fairness!r}")
-    if release.weights is not None:
-        raise ConfigError(
-            f"the release carries sample weights from fairness {release.run.fairness!r}; a new "
-            "transform would drop them: start from a release without fairness"
-        )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
-    fairness.preflight(release.schema)
-    fseed = secrets.randbits(127) if seed is None else seed
-    start = time.perf_counter()
-    output = apply_fairness(fairness, release.data, release.schema, np.random.default_rng(fseed))
-    seconds = time.perf_counter() - start
-    run = RunInfo(
-        run_id=uuid.uuid4().hex,
-        synthesizer=release.run.synthesizer,
-        synthesizer_params=release.run.synthesizer_params,
-        fairness=_component_name(fairness),
-        fairness_params=fairness.params(),
-        seeded=release.run.seeded,
-        binning=release.run.binning,
-        made_from={"run_id": release.run.run_id, "fairness": release.run.fairness},
-    )
-    return Release(
-        data=output.data,
-        weights=output.weights,
-        privacy=release.privacy,
-        schema=release.schema,
-        run=run,
-        seeds={"fairness": fseed},
-        versions=versions(),
-        timings={"fairness": seconds},
-    )
