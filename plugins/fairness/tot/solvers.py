@@ -15,7 +15,6 @@ import scipy.sparse as sp
 from safes_framework.errors import ConfigError
 
 from .centre import Centre, analytic_centre, face_support
-from .face_system import _FaceSystem  # noqa: F401  (tests patch it through this module)
 from .highs import _solve_highs, solve_highs_colgen
 from .lp_types import LinearProgram, LPResult, Status
 
