@@ -15,26 +15,22 @@ import pandas as pd
 
 from safes_framework import hookimpl
 from safes_framework.base import FairnessOutput, FairnessTransformer
-from safes_framework.errors import ConfigError, DataError, InfeasibleError, SolverError
+from safes_framework.errors import ConfigError, InfeasibleError, SolverError
 from safes_framework.registry import Registry
 from safes_framework.schema import Schema
 
 from . import distortion as distortions
+from .centre_release import ReleasesCentre
 from .distortion import Distortion, FunctionDistortion
-from .linear_program import Cells, Layout, Targets, TotProgram
-from .solvers import LinearProgram, LPResult, analytic_centre, normalize_solver, solve
+from .fit_checks import FEASIBILITY_TOL, FitChecks
+from .linear_program import TotProgram
+from .program_pieces import Cells, Targets
+from .solvers import normalize_solver, solve
 
 logger = logging.getLogger(__name__)
 
-#: Largest violation of any constraint accepted from a solver (probabilities).
-FEASIBILITY_TOL = 1e-6
-#: The released map's total variation may exceed the LP optimum by at most this.
-CENTRE_OBJECTIVE_TOL = 1e-8
 
-_OTHER_SOLVER = {"highs": "solver='clarabel'"}
-
-
-class TOT(FairnessTransformer):
+class TOT(FitChecks, ReleasesCentre, FairnessTransformer):
     """Optimized pre-processing (Calmon, Wei, Vinzamuri, Ramamurthy, Varshney, NeurIPS 2017).
 
     Learns a randomized map P(x', y' | d, x, y) that keeps the protected attributes D (all
@@ -293,72 +289,6 @@ class TOT(FairnessTransformer):
         )
         return self
 
-    def _centre(
-        self,
-        prog: TotProgram,
-        lp: LinearProgram,
-        layout: Layout,
-        vertex: np.ndarray,
-        result: LPResult,
-    ) -> np.ndarray:
-        """The analytic centre of the optimal maps (see `TotProgram.centring_program`)."""
-        start = time.perf_counter()
-        cp = prog.centring_program(self.eta)
-        row_dual = result.row_dual
-        if row_dual is None:
-            # An optimal dual fixes the optimal face; HiGHS gives one exactly.
-            exact = solve(lp, "highs", None, prog.seed_columns(lp.shape[1]))
-            row_dual = exact.row_dual if exact.status == "optimal" else None
-        cen = None
-        if row_dual is not None:
-            cen = analytic_centre(
-                cp.A,
-                cp.b,
-                cp.c,
-                prog.centring_dual(cp, layout, row_dual),
-                cp.free,
-                zeros=lambda f: prog.centring_zeros(cp, f),
-                point=prog.centring_point(cp, vertex),
-            )
-        self.centre_seconds_ = time.perf_counter() - start
-        if cen is None or cen.x is None:
-            # Happens on nearly degenerate programs (eta within ~1e-7 of its smallest feasible
-            # value): said loudly and recorded in choice_, never silently.
-            why = (
-                "HiGHS gave no optimal dual"
-                if cen is None
-                else f"{cen.detail}, after {cen.iterations} Newton steps"
-            )
-            warnings.warn(
-                f"tot: the centre of the optimal maps could not be computed ({why}); "
-                f"releasing {result.solver}'s vertex instead (choice_ = 'vertex')",
-                stacklevel=3,
-            )
-            self.choice_ = "vertex"
-            return vertex
-        self.choice_ = "centre"
-        P = cen.x[: prog.V]
-        P = P / np.bincount(prog.var_row, weights=P, minlength=prog.R)[prog.var_row]
-        optimum = prog.total_variation(vertex)
-        tv = prog.total_variation(P)
-        if tv > optimum + CENTRE_OBJECTIVE_TOL:
-            raise SolverError(
-                f"tot: the centre of the optimal maps has total variation {tv:.10g}, above the "
-                f"optimum {optimum:.10g} of {result.solver} by more than "
-                f"{CENTRE_OBJECTIVE_TOL:g}; pass choice='vertex' to release the solver's vertex"
-            )
-        self._check_map(prog, P, result)
-        logger.info(
-            "tot: centre of the optimal maps in %.3f s (%d Newton steps%s), TV %.10g (vertex "
-            "%.10g)",
-            self.centre_seconds_,
-            cen.iterations,
-            "" if cen.face_from == "dual" else f", face from the {cen.face_from}",
-            tv,
-            optimum,
-        )
-        return P
-
     def _domain(self, schema: Schema) -> Distortion | FunctionDistortion:
         """Index the schema's domain (groups, (x, y) cells) and resolve the distortion."""
         if not isinstance(schema, Schema):
@@ -412,124 +342,9 @@ class TOT(FairnessTransformer):
             "moves_counted": "exactly" if exact else "upper bound",
         }
 
-    def _check_map(self, prog: TotProgram, P: np.ndarray, result: LPResult) -> None:
-        """Check the map itself against the discrimination and distortion bounds."""
-        checks = [("discrimination", prog.discrimination(P), self.eta)]
-        checks += [
-            (f"excess distortion (cost >= {c:g})", v, d)
-            for c, d, v in zip(prog.thresholds, prog.bounds, prog.excess_distortion(P), strict=True)
-        ]
-        for what, value, bound in checks:
-            if value > bound + FEASIBILITY_TOL:
-                raise SolverError(
-                    f"tot: the map from {result.solver} ({result.detail}) has {what} "
-                    f"{value:.8g} > {bound:g} (tolerance {FEASIBILITY_TOL:g}); {self._suggest()}"
-                )
-
-    def _missing_groups(self, cells: Cells) -> tuple[tuple[Any, ...], ...]:
-        n_groups = math.prod(self.group_sizes_)
-        empty = np.setdiff1d(np.arange(n_groups), cells.groups)
-        if empty.size == 0:
-            return ()
-        labels = tuple(self._group_labels(int(g)) for g in empty)
-        names = ", ".join(f"{dict(zip(self.protected_, lab, strict=False))}" for lab in labels[:4])
-        more = "" if len(labels) <= 4 else f" and {len(labels) - 4} more"
-        msg = (
-            f"tot: {len(labels)} group(s) of the protected attributes {list(self.protected_)} "
-            f"have no rows: {names}{more}"
-        )
-        if self.missing_groups == "raise":
-            raise DataError(
-                msg + "; pass missing_groups='skip' to constrain only the groups present"
-            )
-        if len(cells.groups) < 2:
-            warnings.warn(
-                msg + "; with fewer than two groups the discrimination constraint is void",
-                stacklevel=3,
-            )
-        else:
-            warnings.warn(
-                msg + "; the discrimination constraint covers the groups present "
-                "only, and rows of the missing groups are left unchanged by "
-                "transform",
-                stacklevel=3,
-            )
-        return labels
-
     def _excess(self, prog: TotProgram, P: np.ndarray) -> dict[float, float]:
         values = dict(zip(prog.thresholds, prog.excess_distortion(P), strict=False))
         return {c: values.get(c, 0.0) for c in self.clist}
-
-    def _label(self, column: str, code: int) -> Any:
-        v = self.schema_[column].decode(np.array([int(code)]))[0]
-        return v.item() if isinstance(v, np.generic) else v
-
-    def _group_labels(self, g: int) -> tuple[Any, ...]:
-        codes = np.unravel_index(g, self.group_sizes_)
-        return tuple(self._label(c, int(k)) for c, k in zip(self.protected_, codes, strict=False))
-
-    def _labels(self, codes: np.ndarray) -> dict[str, Any]:
-        return {c: self._label(c, int(k)) for c, k in zip(self.xy_columns_, codes, strict=False)}
-
-    def _suggest(self) -> str:
-        other = _OTHER_SOLVER.get(self.solver, "solver='highs'")
-        return f"try {other}, or pass solver_options to the solver"
-
-    def _failed_message(self, result: LPResult) -> str:
-        return (
-            f"tot: the solver {result.solver} failed ({result.detail}) after "
-            f"{result.seconds:.2f} s; this is not a proof of infeasibility; {self._suggest()}"
-        )
-
-    def _infeasible_message(self, prog: TotProgram, result: LPResult) -> str:
-        """Name the binding family: solve for the smallest feasible eta with and without the
-        non-zero excess-distortion bounds."""
-        form = (
-            "difference: |P(y'|d) - P(y'|d')|"
-            if self.constraint == "difference"
-            else "ratio: |P(y'|d) / P(y) - 1|"
-        )
-        head = (
-            f"tot: infeasible ({result.solver}: {result.detail}): no map meets the "
-            f"discrimination bound eta={self.eta:g} ({form} <= eta) together with the "
-            f"excess-distortion bounds clist={list(self.clist)}, dlist={list(self.dlist)}"
-        )
-        try:
-            with_d = self._min_eta(prog, distortion=True)
-            without = self._min_eta(prog, distortion=False) if prog.thresholds else with_d
-        except SolverError as exc:
-            return head + f". (Diagnosis failed: {exc})"
-        if with_d is None:
-            return (
-                head + ". The excess-distortion constraints cannot be met even without the "
-                "discrimination bound; raise dlist"
-            )
-        forbidden = [c for c, d in zip(self.clist, self.dlist, strict=True) if d == 0]
-        msg = (
-            head + f". The discrimination constraint binds: with these distortion bounds "
-            f"the smallest feasible eta is {with_d:.6g}; use eta >= {with_d:.6g}"
-        )
-        if without is not None and without < with_d - 1e-9:
-            msg += (
-                f", or raise the non-zero dlist bounds (with only the moves of bound 0 "
-                f"forbidden, the smallest feasible eta is {max(without, 0.0):.6g})"
-            )
-        else:
-            what = f"cost >= {min(forbidden):g}, bound 0" if forbidden else "cost FORBIDDEN"
-            msg += (
-                f". Raising the non-zero dlist bounds does not help: the forbidden moves "
-                f"({what}) bind; allow some of them, or change the distortion"
-            )
-        return msg
-
-    def _min_eta(self, prog: TotProgram, *, distortion: bool) -> float | None:
-        lp, _ = prog.lp(None, distortion=distortion)
-        res = solve(lp, self.solver, self.solver_options, prog.seed_columns(lp.shape[1]))
-        if res.status == "infeasible":
-            return None
-        if res.x is None:
-            raise SolverError(self._failed_message(res))
-        return float(res.objective)  # type: ignore[arg-type]
 
     # -- transform -------------------------------------------------------------------------------
 

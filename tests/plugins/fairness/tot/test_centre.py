@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from safes_plugins.fairness.tot import solvers
-from safes_plugins.fairness.tot.solvers import analytic_centre, face_support
+from safes_plugins.fairness.tot import centre
+from safes_plugins.fairness.tot.centre import analytic_centre, face_support
 
 # A hand-made program. x1 + x2 = 1 and x1 - x3 = 1 force x1 = 1 and x2 = x3 = 0 (no single
 # row shows it); x4 + x5 + x6 = 1; x7 (free) = x4. With cost x6 the optimum is 0, the dual
@@ -62,7 +62,7 @@ def test_structural_zeros_let_newton_start_on_the_face() -> None:
 def test_auxiliary_lp_takes_over_when_the_interior_point_cannot_read_the_face(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(solvers._FaceSystem, "interior", lambda self, x0=None: None)
+    monkeypatch.setattr(centre._FaceSystem, "interior", lambda self, x0=None: None)
     cen = analytic_centre(A, B, C, np.zeros(4), FREE)
     assert cen.face_from == "auxiliary LP"
     assert np.abs(cen.x - CENTRE).max() <= 1e-9
