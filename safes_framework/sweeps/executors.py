@@ -113,6 +113,21 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="safes-parent-watch", daemon=True).start()
 
 
+def _warning_plugin(showwarning: Callable[..., None]) -> Any:
+    """A Dask worker plugin that shows the worker's warnings with `showwarning`, as
+    `_worker_init` does for the local pool (the CLI's one `safes: warning: ...` line).
+
+    Defined on call: Dask is an optional dependency; the class is sent by value (cloudpickle).
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class ShowWarnings(WorkerPlugin):  # type: ignore[misc]
+        def setup(self, worker: Any) -> None:
+            warnings.showwarning = showwarning
+
+    return ShowWarnings()
+
+
 def _run_dask(
     units: Sequence[Unit], workers: int | None, scheduler: str | None, strict: bool
 ) -> Iterator[tuple[Unit, Any]]:
@@ -139,6 +154,9 @@ def _run_dask(
             silence_logs=logging.WARNING,
         )
         client = Client(cluster)
+        showwarning = _picklable(warnings.showwarning)
+        if showwarning is not None:  # only on workers this sweep started, never on a shared cluster
+            client.register_plugin(_warning_plugin(showwarning), name="safes-show-warnings")
     try:
         futures = {}
         for u in units:

@@ -1,4 +1,5 @@
-"""Executors: workers die with their driver; a sweep that loses every unit raises."""
+"""Executors: workers die with their driver and show warnings as the CLI does; a sweep that
+loses every unit raises."""
 
 from __future__ import annotations
 
@@ -176,3 +177,42 @@ def test_a_script_without_a_main_guard_raises_with_the_fix(tmp_path: Path) -> No
     assert 'if __name__ == "__main__":' in last
     # each worker says so too, instead of multiprocessing's bootstrapping riddle
     assert "ConfigError: run_sweep was called while a worker process was importing" in proc.stderr
+
+
+DELTA_SWEEP = """
+[sweep]
+datasets = ["compas"]
+epsilons = [1.0]
+no_dp = false
+no_fairness = true
+etas = []
+repeats = 1
+delta = 0.01
+
+[synthesizer]
+name = "mst"
+
+[fairness]
+name = "none"
+
+[metrics]
+use = ["mean_outcome_difference"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_workers_show_warnings_as_one_cli_line(tmp_path: Path, executor: str) -> None:
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    config = tmp_path / "sweep.toml"
+    config.write_text(DELTA_SWEEP)
+    proc = subprocess.run(
+        [sys.executable, "-m", "safes_framework.cli", "sweep", str(config),
+         "--out", str(tmp_path / "out"), "--executor", executor, "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(ln.startswith("safes: warning: delta=0.01 is not below 1/n") for ln in lines), lines
+    assert not [ln for ln in lines if "PrivacyWarning" in ln or "warnings.warn" in ln], lines
