@@ -31,7 +31,7 @@ DELTA = 1e-9
 
 def mean_tvd(real: np.ndarray, synth: np.ndarray, sizes: list[int], order: int) -> float:
     """Mean total-variation distance over all marginals on `order` columns (full domain)."""
-    from safes_plugins._utility_metrics import marginal_tvds
+    from safes_plugins.metrics.utility import marginal_tvds
 
     cliques = [list(c) for c in itertools.combinations(range(len(sizes)), order)]
     return float(np.mean(marginal_tvds(real, None, synth, None, sizes, cliques)))

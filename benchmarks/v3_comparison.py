@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from safes_framework.sweep import read_results
+from safes_framework.sweeps import read_results
 
 RUNS = ("aim_tot", "aim_reweighing", "dpctgan_tot", "dpctgan_reweighing")
 VALUES = {
