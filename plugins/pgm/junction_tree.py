@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -112,6 +113,18 @@ class JunctionTree:
         self._downward = {
             n: [(c, self._link[(n, c)]) for c in self.children[n]] for n in self.nodes
         }
+        # `calibrate_nodes`: the axes each separator sum removes, in the order they are summed
+        # (one at a time, each index already shifted by the axes summed before it: numpy sums
+        # one axis at a time several times faster than several at once), and one scratch
+        # table per node (its scaled probabilities, overwritten by every pass).
+        self._sep_axes: dict[tuple[Clique, Clique], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        for (parent, child), (out_child, out_parent, _ic, _ip) in self._link.items():
+            self._sep_axes[(parent, child)] = (
+                tuple(ax - i for i, ax in enumerate(out_parent)),
+                tuple(ax - i for i, ax in enumerate(out_child)),
+            )
+        self._scratch = {n: np.empty(self.shapes[n]) for n in self.nodes}
+        self._slices = {n: slice(*self.offsets[n]) for n in self.nodes}
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
         """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
@@ -159,40 +172,86 @@ class JunctionTree:
         without AVX-512, numpy's float64 `exp` costs ~10 ns a cell and dominates. A cell whose
         probability underflows relative to its node's largest (below e^-745) becomes 0.
         """
-        flat = self.gather @ theta
-        probs: dict[Clique, np.ndarray] = {}
+        return self.calibrate_nodes(self.gather @ theta, total)
+
+    def calibrate_nodes(self, phi: np.ndarray, total: float) -> np.ndarray:
+        """`calibrate_scaled` from node log-potentials `phi` (flat as `offsets`): each node's
+        table is the sum of the potentials of the cliques it hosts, or any other split of the
+        same joint log-potential over the nodes (the marginals depend on the sum only).
+
+        One exponential per cell into preallocated tables, separator sums one axis at a time, no
+        renormalisation below the roots: a child's calibrated table is its table times the
+        ratio of its parent's separator marginal to the child's own separator sum, which sums
+        to the root's total already. Equal to `calibrate` up to rounding.
+        """
+        probs = self._scratch
+        sent: dict[Clique, np.ndarray] = {}
         for n in self.nodes:
-            b = flat[slice(*self.offsets[n])].reshape(self.shapes[n])
-            top = float(b.max())
-            probs[n] = np.exp(b - top) if math.isfinite(top) else np.exp(b)
-        up: dict[Clique, np.ndarray] = {}
-        for n, p, (out_child, _out_parent, in_child, in_parent) in self._upward:
+            b = phi[self._slices[n]].reshape(self.shapes[n])
             q = probs[n]
-            msg = q.sum(axis=out_child, keepdims=True) if out_child else q
+            top = float(b.max())
+            if math.isfinite(top):
+                np.subtract(b, top, out=q)
+                np.exp(q, out=q)
+            else:
+                np.exp(b, out=q)
+        for n, p, (_out_child, _out_parent, in_child, in_parent) in self._upward:
+            msg = _sum_axes(probs[n], self._sep_axes[(p, n)][1])
+            sent[n] = msg.reshape(in_child)
             scale = float(msg.max())
-            if scale > 0:
-                msg = msg / scale
-            msg = msg.reshape(in_child)
-            up[n] = msg
-            probs[p] *= msg.reshape(in_parent)
-        out = np.empty_like(flat)
+            probs[p] *= (msg / scale if scale > 0 else msg).reshape(in_parent)
+        out = np.empty_like(phi)
         with np.errstate(invalid="ignore", divide="ignore"):
-            for n in self.preorder:
-                q = probs[n]
+            for root in self.roots:
+                q = probs[root]
                 mass = float(q.sum())
-                view = out[slice(*self.offsets[n])].reshape(self.shapes[n])
+                view = out[self._slices[root]].reshape(self.shapes[root])
                 np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
-                for child, (_out_child, out_parent, in_child, _in_parent) in self._downward[n]:
-                    sep = view.sum(axis=out_parent, keepdims=True) if out_parent else view
-                    sent = up[child]
-                    ratio = np.divide(sep.reshape(in_child), sent,
-                                      out=np.zeros(in_child), where=sent > 0)
-                    probs[child] *= ratio
+            for n in self.preorder:
+                view = out[self._slices[n]].reshape(self.shapes[n])
+                for child, (_out_child, _out_parent, in_child, _in_parent) in self._downward[n]:
+                    sep = _sum_axes(view, self._sep_axes[(n, child)][0]).reshape(in_child)
+                    raw = sent[child]
+                    ratio = np.divide(sep, raw, out=np.zeros(in_child), where=raw > 0)
+                    np.multiply(
+                        probs[child], ratio,
+                        out=out[self._slices[child]].reshape(self.shapes[child]),
+                    )
         return out
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
         """The node tables of a flat vector (views)."""
         return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
+
+
+#: `_sum_axes` sums an inner axis of at most this length as slices added one by one: numpy
+#: reduces a short inner axis several times slower than it adds the slices.
+_SLICE_SUM_MAX = 16
+
+
+def _sum_axes(table: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """`table` summed over `axes`, one axis after the other (each index counted after the
+    axes before it are gone): the leading axis by numpy's sum, a short inner axis as a sum of
+    its slices, a long one by einsum."""
+    for ax in axes:
+        length = table.shape[ax]
+        if ax == 0 or length == 1:
+            table = table.sum(axis=ax)
+        elif length <= _SLICE_SUM_MAX:
+            index: list[Any] = [slice(None)] * table.ndim
+            index[ax] = 0
+            total = table[tuple(index)].copy()
+            for k in range(1, length):
+                index[ax] = k
+                total += table[tuple(index)]
+            table = total
+        else:
+            letters = _LETTERS[: table.ndim]
+            table = np.einsum(
+                "".join(letters) + "->" + "".join(c for i, c in enumerate(letters) if i != ax),
+                table,
+            )
+    return table
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:
@@ -201,12 +260,22 @@ def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple
 
 
 def _local_index(dom: mbi.Domain, big: Clique, small: Clique) -> np.ndarray:
-    """For every cell of `big` (C order), the index of its projection in `small` (C order)."""
-    grid = np.indices(tuple(dom[a] for a in big)).reshape(len(big), -1)
-    axes = [big.index(a) for a in small]
+    """For every cell of `big` (C order), the index of its projection in `small` (C order)
+    (read-only; cached by shape, since every round of an adaptive mechanism asks again)."""
+    return _local_index_of(
+        tuple(dom[a] for a in big), tuple(big.index(a) for a in small)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_index_of(shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    grid = np.indices(shape).reshape(len(shape), -1)
     if not axes:
-        return np.zeros(grid.shape[1], dtype=np.int64)
-    return np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(dom[a] for a in small))
+        out = np.zeros(grid.shape[1], dtype=np.int64)
+    else:
+        out = np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(shape[k] for k in axes))
+    out.setflags(write=False)
+    return out
 
 
 _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
