@@ -283,6 +283,13 @@ _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
 ]
 
 
+@functools.lru_cache(maxsize=4096)
+def _einsum_path(spec: str, shapes: tuple[tuple[int, ...], ...]) -> list[Any]:
+    """numpy's greedy contraction order for `spec` on operands of `shapes` (cached: the same
+    contractions recur round after round)."""
+    return np.einsum_path(spec, *[np.empty(shape) for shape in shapes], optimize="greedy")[0]
+
+
 class TreeMarginals:
     """Any marginal of a model, from its calibrated junction tree, in numpy.
 
@@ -309,6 +316,8 @@ class TreeMarginals:
         self.elimination = tree.elimination
         self.tables = dict(tables)
         self._cache: dict[Clique, np.ndarray] = {}
+        self._scaled: dict[Clique, np.ndarray] = {}
+        self._inverse: dict[tuple[Clique, Clique], np.ndarray] = {}
 
     @classmethod
     def from_model(cls, model: mbi.MarkovRandomField) -> TreeMarginals:
@@ -329,56 +338,79 @@ class TreeMarginals:
         table = self.tables[node]
         drop = tuple(k for k, a in enumerate(node) if a not in clique)
         kept = [a for a in node if a in clique]
-        out = table.sum(axis=drop) if drop else table
+        out = _sum_axes(table, tuple(ax - i for i, ax in enumerate(drop)))
         return np.transpose(out, [kept.index(a) for a in clique]) if len(clique) > 1 else out
 
-    def _subtree(self, clique: Clique, component: int) -> nx.Graph:
-        """A small subtree of one component whose nodes together cover `clique`."""
-        tree = self.tree.graph.subgraph(
-            [n for n in self.nodes if self.tree.component[n] == component]
-        ).copy()
+    def _subtree(self, clique: Clique, component: int) -> tuple[list[Clique], list[tuple]]:
+        """A small subtree of one component whose nodes together cover `clique`: its nodes
+        (in the tree's order) and edges. Leaves are pruned, first in the tree's order, while
+        the rest still covers their attributes of `clique`."""
+        nodes = [n for n in self.nodes if self.tree.component[n] == component]
+        adjacent = {n: set(self.tree.graph[n]) for n in nodes}
         wanted = set(clique)
         pruned = True
-        while pruned and tree.number_of_nodes() > 1:
+        while pruned and len(nodes) > 1:
             pruned = False
-            for leaf in [n for n in tree.nodes if tree.degree(n) <= 1]:
-                rest = set().union(*[set(n) for n in tree.nodes if n != leaf])
+            for leaf in [n for n in nodes if len(adjacent[n]) <= 1]:
+                rest = set().union(*[set(n) for n in nodes if n != leaf])
                 if (set(leaf) & wanted) <= rest:
-                    tree.remove_node(leaf)
+                    nodes.remove(leaf)
+                    for other in adjacent.pop(leaf):
+                        adjacent[other].discard(leaf)
                     pruned = True
                     break
-        return tree
+        kept, seen, edges = set(nodes), set(), []
+        for n in nodes:
+            seen.add(n)
+            edges += [(n, m) for m in self.tree.graph[n] if m in kept and m not in seen]
+        return nodes, edges
 
     def _component_marginal(self, clique: Clique) -> np.ndarray:
         hosts = [n for n in self.nodes if set(clique) <= set(n)]
         if hosts:
             return self._project(min(hosts, key=self.domain.size), clique)
         first = next(n for n in self.nodes if clique[0] in n)
-        tree = self._subtree(clique, self.tree.component[first])
-        involved = sorted(
-            set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index
-        )
+        nodes, edges = self._subtree(clique, self.tree.component[first])
+        involved = sorted(set().union(*[set(n) for n in nodes]), key=self.domain.attributes.index)
         if len(involved) > len(_LETTERS):
             raise ValueError(
                 f"marginal {clique} spans {len(involved)} attributes of the model; "
                 f"at most {len(_LETTERS)} are supported"
             )
         letters = dict(zip(involved, _LETTERS, strict=False))
+        # The node distributions over the separator distributions (each computed once a model).
         arrays: list[np.ndarray] = []
         specs: list[str] = []
-        for n in tree.nodes:
-            arrays.append(self.tables[n] / self.total)
+        for n in nodes:
+            arrays.append(self._distribution(n))
             specs.append("".join(letters[a] for a in n))
-        for a, b in tree.edges:
+        for a, b in edges:
             sep = tuple(x for x in a if x in b)
             if not sep:
                 continue
-            mass = self._project(a, sep) / self.total
-            arrays.append(np.divide(1.0, mass, out=np.zeros_like(mass), where=mass > 0))
+            arrays.append(self._inverse_separator(a, sep))
             specs.append("".join(letters[x] for x in sep))
         spec = ",".join(specs) + "->" + "".join(letters[a] for a in clique)
-        out = np.einsum(spec, *arrays, optimize="greedy")
+        out = np.einsum(spec, *arrays, optimize=_einsum_path(spec, tuple(x.shape for x in arrays)))
         return np.clip(out, 0.0, None) * self.total
+
+    def _distribution(self, node: Clique) -> np.ndarray:
+        """`node`'s table over the total (cached)."""
+        out = self._scaled.get(node)
+        if out is None:
+            out = self._scaled[node] = self.tables[node] / self.total
+        return out
+
+    def _inverse_separator(self, node: Clique, sep: Clique) -> np.ndarray:
+        """1 / the model's distribution on separator `sep` of `node` (0 where it is 0), cached."""
+        key = (node, sep)
+        out = self._inverse.get(key)
+        if out is None:
+            mass = self._project(node, sep) / self.total
+            out = self._inverse[key] = np.divide(
+                1.0, mass, out=np.zeros_like(mass), where=mass > 0
+            )
+        return out
 
     def __call__(self, clique: Sequence[str]) -> np.ndarray:
         """The model's counts on `clique` as an array shaped by `clique`'s sizes, in its order."""
