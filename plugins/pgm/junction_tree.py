@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,8 +122,13 @@ class JunctionTree:
                 tuple(ax - i for i, ax in enumerate(out_parent)),
                 tuple(ax - i for i, ax in enumerate(out_child)),
             )
-        self._scratch = {n: np.empty(self.shapes[n]) for n in self.nodes}
         self._slices = {n: slice(*self.offsets[n]) for n in self.nodes}
+        self._starts = np.array([self.offsets[n][0] for n in self.nodes], dtype=np.intp)
+        self._sizes = np.array([dom.size(n) for n in self.nodes], dtype=np.intp)
+        self._scratch_flat = np.empty(int(self._sizes.sum()))
+        self._scratch = {
+            n: self._scratch_flat[self._slices[n]].reshape(self.shapes[n]) for n in self.nodes
+        }
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
         """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
@@ -179,22 +183,19 @@ class JunctionTree:
         table is the sum of the potentials of the cliques it hosts, or any other split of the
         same joint log-potential over the nodes (the marginals depend on the sum only).
 
-        One exponential per cell into preallocated tables, separator sums one axis at a time, no
-        renormalisation below the roots: a child's calibrated table is its table times the
-        ratio of its parent's separator marginal to the child's own separator sum, which sums
-        to the root's total already. Equal to `calibrate` up to rounding.
+        One exponential per cell, in one call, into a preallocated vector of the node tables;
+        separator sums one axis at a time; no renormalisation below the roots: a child's
+        calibrated table is its table times the ratio of its parent's separator marginal to
+        the child's own separator sum, which sums to the root's total already. Equal to
+        `calibrate` up to rounding.
         """
         probs = self._scratch
         sent: dict[Clique, np.ndarray] = {}
-        for n in self.nodes:
-            b = phi[self._slices[n]].reshape(self.shapes[n])
-            q = probs[n]
-            top = float(b.max())
-            if math.isfinite(top):
-                np.subtract(b, top, out=q)
-                np.exp(q, out=q)
-            else:
-                np.exp(b, out=q)
+        top = np.maximum.reduceat(phi, self._starts)
+        top[~np.isfinite(top)] = 0.0
+        flat = self._scratch_flat
+        np.subtract(phi, np.repeat(top, self._sizes), out=flat)
+        np.exp(flat, out=flat)
         for n, p, (_out_child, _out_parent, in_child, in_parent) in self._upward:
             msg = _sum_axes(probs[n], self._sep_axes[(p, n)][1])
             sent[n] = msg.reshape(in_child)
@@ -202,11 +203,18 @@ class JunctionTree:
             probs[p] *= (msg / scale if scale > 0 else msg).reshape(in_parent)
         out = np.empty_like(phi)
         with np.errstate(invalid="ignore", divide="ignore"):
-            for root in self.roots:
-                q = probs[root]
-                mass = float(q.sum())
-                view = out[self._slices[root]].reshape(self.shapes[root])
-                np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
+            if len(self.roots) > _ROOTS_ONE_BY_ONE:
+                # Many components (lone columns): every node scaled in one pass, the
+                # distribution below then overwrites the nodes that are not roots.
+                mass = np.add.reduceat(flat, self._starts)
+                scale = np.divide(total, mass, out=np.zeros_like(mass), where=mass > 0)
+                np.multiply(flat, np.repeat(scale, self._sizes), out=out)
+            else:
+                for root in self.roots:
+                    q = probs[root]
+                    mass = float(q.sum())
+                    view = out[self._slices[root]].reshape(self.shapes[root])
+                    np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
             for n in self.preorder:
                 view = out[self._slices[n]].reshape(self.shapes[n])
                 for child, (_out_child, _out_parent, in_child, _in_parent) in self._downward[n]:
@@ -223,6 +231,10 @@ class JunctionTree:
         """The node tables of a flat vector (views)."""
         return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
 
+
+#: `JunctionTree.calibrate_nodes` normalises the roots of up to this many components one by one,
+#: more in one pass over every cell.
+_ROOTS_ONE_BY_ONE = 4
 
 #: `_sum_axes` sums an inner axis of at most this length as slices added one by one: numpy
 #: reduces a short inner axis several times slower than it adds the slices.
