@@ -229,7 +229,9 @@ class TreeMirrorDescent:
     potentials into the new cliques. Written in numpy so that nothing is compiled: with mbi,
     each new set of measured cliques compiles a new program (tens of seconds on a small CPU
     for 14 columns) while the iterations themselves take a fraction of that. One message pass
-    per iteration suffices, since a rejected step keeps the current marginals.
+    per iteration suffices, since a rejected step keeps the current marginals. The iterations
+    run on the junction tree's node log-potentials (the same joint log-potential, so the same
+    iterates up to rounding); the clique potentials are rebuilt from the accepted steps.
 
     Args:
         dom: the domain.
