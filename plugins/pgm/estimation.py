@@ -122,23 +122,28 @@ def _mirror_descent(
     state: dict[str, Any] = {}
     travelled = np.zeros_like(y)
 
-    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
-        g = precision * (m - y)
-        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * _inner(g, m - y), grad=spread(g))
+    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray, g: np.ndarray, loss: float) -> None:
+        state.update(theta=th, mu=mu, m=m, g=g, loss=loss, grad=spread(g))
+
+    def residual(m: np.ndarray) -> tuple[np.ndarray, float]:
+        """The loss's gradient with respect to the measured marginals `m`, and the loss."""
+        diff = m - y
+        g = precision * diff
+        return g, 0.5 * _inner(g, diff)
 
     mu0 = forward(theta)
-    settle(theta, mu0, measure(mu0))
+    m0 = measure(mu0)
+    settle(theta, mu0, m0, *residual(m0))
 
     def step(a: float) -> bool:
         theta2 = state["grad"] * -a
         theta2 += state["theta"]
         mu2 = forward(theta2)
         m2 = measure(mu2)
-        diff2 = m2 - y
-        loss2 = 0.5 * _inner(precision * diff2, diff2)
+        g2, loss2 = residual(m2)
         if state["loss"] - loss2 >= 0.5 * a * _inner(state["g"], state["m"] - m2):
             np.add(travelled, a * state["g"], out=travelled)
-            settle(theta2, mu2, m2)
+            settle(theta2, mu2, m2, g2, loss2)
             return True
         return False
 
