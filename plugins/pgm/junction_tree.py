@@ -126,6 +126,9 @@ class JunctionTree:
         self._starts = np.array([self.offsets[n][0] for n in self.nodes], dtype=np.intp)
         self._sizes = np.array([dom.size(n) for n in self.nodes], dtype=np.intp)
         self._scratch_flat = np.empty(int(self._sizes.sum()))
+        # Every scaled table is at most 1 a cell, so a message is at most the product of the
+        # cells below it: below e^600 in all, messages need no rescaling to stay finite.
+        self._rescale = float(np.log(self._sizes).sum()) >= 600.0
         self._scratch = {
             n: self._scratch_flat[self._slices[n]].reshape(self.shapes[n]) for n in self.nodes
         }
@@ -184,10 +187,10 @@ class JunctionTree:
         same joint log-potential over the nodes (the marginals depend on the sum only).
 
         One exponential per cell, in one call, into a preallocated vector of the node tables;
-        separator sums one axis at a time; no renormalisation below the roots: a child's
-        calibrated table is its table times the ratio of its parent's separator marginal to
-        the child's own separator sum, which sums to the root's total already. Equal to
-        `calibrate` up to rounding.
+        separator sums one axis at a time; messages rescaled only when the tree's cells could
+        overflow them; no renormalisation below the roots: a child's calibrated table is its
+        table times the ratio of its parent's separator marginal to the child's own separator
+        sum, which sums to the root's total already. Equal to `calibrate` up to rounding.
         """
         probs = self._scratch
         sent: dict[Clique, np.ndarray] = {}
@@ -199,8 +202,10 @@ class JunctionTree:
         for n, p, (_out_child, _out_parent, in_child, in_parent) in self._upward:
             msg = _sum_axes(probs[n], self._sep_axes[(p, n)][1])
             sent[n] = msg.reshape(in_child)
-            scale = float(msg.max())
-            probs[p] *= (msg / scale if scale > 0 else msg).reshape(in_parent)
+            if self._rescale:
+                scale = float(msg.max())
+                msg = msg / scale if scale > 0 else msg
+            probs[p] *= msg.reshape(in_parent)
         out = np.empty_like(phi)
         with np.errstate(invalid="ignore", divide="ignore"):
             if len(self.roots) > _ROOTS_ONE_BY_ONE:
@@ -220,9 +225,10 @@ class JunctionTree:
                 for child, (_out_child, _out_parent, in_child, _in_parent) in self._downward[n]:
                     sep = _sum_axes(view, self._sep_axes[(n, child)][0]).reshape(in_child)
                     raw = sent[child]
-                    ratio = np.divide(sep, raw, out=np.zeros(in_child), where=raw > 0)
+                    # Where the child sent 0, its parent's separator marginal is 0 too.
+                    np.divide(sep, raw, out=sep, where=raw > 0)
                     np.multiply(
-                        probs[child], ratio,
+                        probs[child], sep,
                         out=out[self._slices[child]].reshape(self.shapes[child]),
                     )
         return out

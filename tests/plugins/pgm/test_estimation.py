@@ -267,12 +267,14 @@ def test_junction_tree_sizer_matches_mbi_on_random_clique_sets() -> None:
 def test_scaled_message_passing_matches_log_space_calibration(dom) -> None:
     tree = pgm.JunctionTree(dom, CLIQUES)
     rng = np.random.default_rng(0)
-    for scale in (0.1, 5.0, 60.0):
-        theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
-        np.testing.assert_allclose(
-            tree.calibrate_scaled(theta, 1234.0), tree.calibrate(theta, 1234.0),
-            rtol=1e-9, atol=1e-9 * 1234.0,
-        )
+    for rescale in (False, True):  # messages rescaled only for trees of very many cells
+        tree._rescale = rescale
+        for scale in (0.1, 5.0, 60.0):
+            theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
+            np.testing.assert_allclose(
+                tree.calibrate_scaled(theta, 1234.0), tree.calibrate(theta, 1234.0),
+                rtol=1e-9, atol=1e-9 * 1234.0,
+            )
 
 
 def test_column_draws_round_each_group_to_within_one_of_its_expectation() -> None:
