@@ -58,18 +58,36 @@ class JunctionTreeSizer:
             self._cells[mask] = out
         return out
 
-    def cells(self, cliques: Sequence[Clique]) -> int:
-        """Cells of the junction tree of `cliques`."""
-        d = len(self._sizes)
-        adj = [0] * d
+    def graph(self, cliques: Sequence[Clique]) -> tuple[list[int], int]:
+        """The model graph of `cliques`: each column's neighbours (bit masks) and the mask of
+        the columns present."""
+        adj = [0] * len(self._sizes)
         present = 0
         for cl in cliques:
-            mask = 0
-            for a in cl:
-                mask |= self._bit[a]
-            present |= mask
-            for j in self._members(mask):
-                adj[j] |= mask & ~(1 << j)
+            present = self._join(adj, present, cl)
+        return adj, present
+
+    def _join(self, adj: list[int], present: int, clique: Clique) -> int:
+        """Add `clique`'s edges to `adj` (in place); return the new `present`."""
+        mask = 0
+        for a in clique:
+            mask |= self._bit[a]
+        for j in self._members(mask):
+            adj[j] |= mask & ~(1 << j)
+        return present | mask
+
+    def cells(self, cliques: Sequence[Clique]) -> int:
+        """Cells of the junction tree of `cliques`."""
+        return self.cells_of_graph(*self.graph(cliques))
+
+    def cells_with(self, graph: tuple[list[int], int], clique: Clique) -> int:
+        """Cells of the junction tree of a model `graph` (see `graph`) with `clique` added."""
+        adj = list(graph[0])
+        return self.cells_of_graph(adj, self._join(adj, graph[1], clique))
+
+    def cells_of_graph(self, adj: list[int], present: int) -> int:
+        """Cells of the junction tree of a model graph (`adj` is overwritten)."""
+        d = len(self._sizes)
         edges = sum(m.bit_count() for m in adj) // 2
         if edges and edges == d - 1 and self._connected(adj):
             return sum(
@@ -119,10 +137,17 @@ class ModelSizeCache:
         self.domain = dom
         self.sizer = JunctionTreeSizer(dom)
         self._cache: dict[tuple[frozenset[Clique], Clique], float] = {}
+        self._last: tuple[tuple[Clique, ...], frozenset[Clique], tuple[list[int], int]] | None
+        self._last = None
 
     def size_with(self, cliques: Sequence[Clique], extra: Clique) -> float:
         """Size in MB of the junction tree of `cliques` plus `extra`."""
-        key = (frozenset(mbi.clique_utils.maximal_subset(list(cliques))), tuple(extra))
+        cliques = tuple(cliques)
+        if self._last is None or self._last[0] != cliques:
+            maximal = frozenset(mbi.clique_utils.maximal_subset(list(cliques)))
+            self._last = (cliques, maximal, self.sizer.graph(list(maximal)))
+        _, maximal, graph = self._last
+        key = (maximal, tuple(extra))
         if key not in self._cache:
-            self._cache[key] = self.sizer.size_mb(list(key[0]) + [tuple(extra)])
+            self._cache[key] = self.sizer.cells_with(graph, tuple(extra)) * 8 / 2**20
         return self._cache[key]

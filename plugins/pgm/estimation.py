@@ -20,7 +20,6 @@ from typing import Any
 import mbi
 import numpy as np
 from mbi import estimation as mbi_estimation
-from mbi import marginal_loss
 
 from .domain import Clique
 from .junction_tree import JunctionTree, TreeMarginals, _broadcast_shape, _local_index, _offsets
@@ -102,13 +101,13 @@ def _mirror_descent(
     alpha: float,
     watch: tuple[int, int] | None = None,
     settle_share: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """mbi's mirror descent on log-potentials `theta` (McKenna et al. 2019, Algorithm 1).
 
     `forward` maps potentials to model marginals, `measure` those marginals to the stacked
-    measured marginals, `spread` a gradient on the measured marginals back to the potentials.
-    The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One forward
-    pass per iteration suffices, since a rejected step keeps the current marginals.
+    measured marginals, `spread` a gradient on the measured marginals back to the potentials
+    (linear). The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One
+    forward pass per iteration suffices, since a rejected step keeps the current marginals.
 
     With `watch` = (start, stop), a slice of the stacked measured marginals (one measured
     clique), the fit stops after the first block in which that marginal moved (L1) by at most
@@ -116,25 +115,35 @@ def _mirror_descent(
     has settled, and so has most of what that measurement changes.
 
     Returns:
-        The final potentials, model marginals and step size.
+        The final potentials, model marginals and step size, and the sum of the accepted
+        steps on the measured marginals, s = sum a_k g_k: the potentials moved by
+        -spread(s), so any other linear parametrisation of them moves by its own map of s.
     """
     state: dict[str, Any] = {}
+    travelled = np.zeros_like(y)
 
-    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray) -> None:
-        g = precision * (m - y)
-        state.update(theta=th, mu=mu, m=m, g=g, loss=0.5 * _inner(g, m - y), grad=spread(g))
+    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray, g: np.ndarray, loss: float) -> None:
+        state.update(theta=th, mu=mu, m=m, g=g, loss=loss, grad=spread(g))
+
+    def residual(m: np.ndarray) -> tuple[np.ndarray, float]:
+        """The loss's gradient with respect to the measured marginals `m`, and the loss."""
+        diff = m - y
+        g = precision * diff
+        return g, 0.5 * _inner(g, diff)
 
     mu0 = forward(theta)
-    settle(theta, mu0, measure(mu0))
+    m0 = measure(mu0)
+    settle(theta, mu0, m0, *residual(m0))
 
     def step(a: float) -> bool:
-        theta2 = state["theta"] - a * state["grad"]
+        theta2 = state["grad"] * -a
+        theta2 += state["theta"]
         mu2 = forward(theta2)
         m2 = measure(mu2)
-        diff2 = m2 - y
-        loss2 = 0.5 * _inner(precision * diff2, diff2)
+        g2, loss2 = residual(m2)
         if state["loss"] - loss2 >= 0.5 * a * _inner(state["g"], state["m"] - m2):
-            settle(theta2, mu2, m2)
+            np.add(travelled, a * state["g"], out=travelled)
+            settle(theta2, mu2, m2, g2, loss2)
             return True
         return False
 
@@ -145,21 +154,24 @@ def _mirror_descent(
 
         def settled() -> bool:
             now = state["m"][slice(*watch)]
-            moved = float(np.abs(now - last[0]).sum())
+            change = float(np.abs(now - last[0]).sum())
             last[0] = now.copy()
-            return moved <= settle_share * float(np.abs(now - first).sum())
+            return change <= settle_share * float(np.abs(now - first).sum())
 
     alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha, settled=settled)
-    return state["theta"], state["mu"], alpha
+    return state["theta"], state["mu"], alpha, travelled
 
 
 class _Terms:
     """The measured marginals of a log as one stacked vector, and sparse maps to and from it.
 
     `project` maps the flat node marginals of a junction tree to the stacked measured
-    marginals (each read from the node hosting its model clique); `spread` maps a gradient with
-    respect to the stacked marginals to one with respect to the model cliques' tables, routing
-    each measurement to the smallest model clique containing it (mbi's routing).
+    marginals, each read from the smallest node containing it; `lift` (its transpose) maps a
+    gradient with respect to the stacked marginals to one with respect to the node
+    log-potentials, routed the same way (the joint log-potential is the sum over the nodes,
+    so any node containing a measured clique may carry its term). `spread` maps the same
+    gradient to the model cliques' tables, routing each measurement to the smallest model
+    clique containing it (mbi's routing): the potentials a fit returns.
     """
 
     def __init__(self, dom: mbi.Domain, log: MeasurementLog, tree: JunctionTree) -> None:
@@ -174,22 +186,19 @@ class _Terms:
         self.offsets = offsets
         p_rows, p_cols, s_rows, s_cols = [], [], [], []
         for c in measured:
-            parent = route[c]
-            node = tree.host[parent]
+            node = min((n for n in tree.nodes if set(c) <= set(n)), key=dom.size)
             p_rows.append(offsets[c][0] + _local_index(dom, node, c))
             p_cols.append(np.arange(*tree.offsets[node]))
+            parent = route[c]
             s_rows.append(np.arange(*tree.clique_offsets[parent]))
             s_cols.append(offsets[c][0] + _local_index(dom, parent, c))
         n_meas = self.y.size
         n_nodes = tree.offsets[tree.nodes[-1]][1]
         n_cliques = tree.clique_offsets[tree.cliques[-1]][1]
-        self.project = sparse.csr_matrix(
-            (
-                np.ones(sum(r.size for r in p_rows)),
-                (np.concatenate(p_rows), np.concatenate(p_cols)),
-            ),
-            shape=(n_meas, n_nodes),
-        )
+        rows, cols = np.concatenate(p_rows), np.concatenate(p_cols)
+        ones = np.ones(rows.size)
+        self.project = sparse.csr_matrix((ones, (rows, cols)), shape=(n_meas, n_nodes))
+        self.lift = sparse.csr_matrix((ones, (cols, rows)), shape=(n_nodes, n_meas))
         self.spread = sparse.csr_matrix(
             (
                 np.ones(sum(r.size for r in s_rows)),
@@ -225,7 +234,9 @@ class TreeMirrorDescent:
     potentials into the new cliques. Written in numpy so that nothing is compiled: with mbi,
     each new set of measured cliques compiles a new program (tens of seconds on a small CPU
     for 14 columns) while the iterations themselves take a fraction of that. One message pass
-    per iteration suffices, since a rejected step keeps the current marginals.
+    per iteration suffices, since a rejected step keeps the current marginals. The iterations
+    run on the junction tree's node log-potentials (the same joint log-potential, so the same
+    iterates up to rounding); the clique potentials are rebuilt from the accepted steps.
 
     Args:
         dom: the domain.
@@ -276,7 +287,7 @@ class TreeMirrorDescent:
         tree = self.tree(cliques)
         terms = _Terms(dom, log, tree)
         total = log.total()
-        lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(dom, log.measurements())
+        lipschitz = log.lipschitz(dom)
 
         theta = np.zeros(tree.clique_offsets[cliques[-1]][1])
         if warm_start is not None:
@@ -291,11 +302,13 @@ class TreeMirrorDescent:
         if max_work is not None:
             cells = tree.offsets[tree.nodes[-1]][1]
             iters = max(1, min(iters, int(max_work // max(cells, 1))))
-        theta, mu, alpha = _mirror_descent(
-            theta,
-            lambda th: tree.calibrate_scaled(th, total),
+        # Iterate on the node log-potentials (no gather per pass); the clique potentials
+        # follow from the accepted steps at the end.
+        _phi, mu, alpha, travelled = _mirror_descent(
+            tree.gather @ theta,
+            lambda phi: tree.calibrate_nodes(phi, total),
             terms.project.__matmul__,
-            terms.spread.__matmul__,
+            terms.lift.__matmul__,
             terms.y,
             terms.precision,
             iters=iters,
@@ -304,6 +317,7 @@ class TreeMirrorDescent:
             watch=None if watch is None else terms.offsets[tuple(dom.canonical(watch))],
             settle_share=settle_share,
         )
+        theta -= terms.spread @ travelled
         potentials = {
             c: theta[slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
             for c in cliques
@@ -370,9 +384,7 @@ class DenseMirrorDescent:
         y = np.concatenate([v for v, _ in values])
         precision = log.loss_weights()
         total = log.total()
-        lipschitz = marginal_loss.calculate_l2_lipschitz_from_metadata(
-            self.domain, log.measurements()
-        )
+        lipschitz = log.lipschitz(self.domain)
 
         def joint(theta: np.ndarray) -> np.ndarray:
             p = np.exp(theta - theta.max())
@@ -384,7 +396,7 @@ class DenseMirrorDescent:
             else warm_start.potentials[self.full].ravel().copy()
         )
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
-        theta, p, alpha = _mirror_descent(
+        theta, p, alpha, _ = _mirror_descent(
             theta0,
             joint,
             matrix.__matmul__,

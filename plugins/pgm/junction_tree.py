@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -112,6 +112,26 @@ class JunctionTree:
         self._downward = {
             n: [(c, self._link[(n, c)]) for c in self.children[n]] for n in self.nodes
         }
+        # `calibrate_nodes`: the axes each separator sum removes, in the order they are summed
+        # (one at a time, each index already shifted by the axes summed before it: numpy sums
+        # one axis at a time several times faster than several at once), and one scratch
+        # table per node (its scaled probabilities, overwritten by every pass).
+        self._sep_axes: dict[tuple[Clique, Clique], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        for (parent, child), (out_child, out_parent, _ic, _ip) in self._link.items():
+            self._sep_axes[(parent, child)] = (
+                tuple(ax - i for i, ax in enumerate(out_parent)),
+                tuple(ax - i for i, ax in enumerate(out_child)),
+            )
+        self._slices = {n: slice(*self.offsets[n]) for n in self.nodes}
+        self._starts = np.array([self.offsets[n][0] for n in self.nodes], dtype=np.intp)
+        self._sizes = np.array([dom.size(n) for n in self.nodes], dtype=np.intp)
+        self._scratch_flat = np.empty(int(self._sizes.sum()))
+        # Every scaled table is at most 1 a cell, so a message is at most the product of the
+        # cells below it: below e^600 in all, messages need no rescaling to stay finite.
+        self._rescale = float(np.log(self._sizes).sum()) >= 600.0
+        self._scratch = {
+            n: self._scratch_flat[self._slices[n]].reshape(self.shapes[n]) for n in self.nodes
+        }
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
         """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
@@ -159,40 +179,97 @@ class JunctionTree:
         without AVX-512, numpy's float64 `exp` costs ~10 ns a cell and dominates. A cell whose
         probability underflows relative to its node's largest (below e^-745) becomes 0.
         """
-        flat = self.gather @ theta
-        probs: dict[Clique, np.ndarray] = {}
-        for n in self.nodes:
-            b = flat[slice(*self.offsets[n])].reshape(self.shapes[n])
-            top = float(b.max())
-            probs[n] = np.exp(b - top) if math.isfinite(top) else np.exp(b)
-        up: dict[Clique, np.ndarray] = {}
-        for n, p, (out_child, _out_parent, in_child, in_parent) in self._upward:
-            q = probs[n]
-            msg = q.sum(axis=out_child, keepdims=True) if out_child else q
-            scale = float(msg.max())
-            if scale > 0:
-                msg = msg / scale
-            msg = msg.reshape(in_child)
-            up[n] = msg
+        return self.calibrate_nodes(self.gather @ theta, total)
+
+    def calibrate_nodes(self, phi: np.ndarray, total: float) -> np.ndarray:
+        """`calibrate_scaled` from node log-potentials `phi` (flat as `offsets`): each node's
+        table is the sum of the potentials of the cliques it hosts, or any other split of the
+        same joint log-potential over the nodes (the marginals depend on the sum only).
+
+        One exponential per cell, in one call, into a preallocated vector of the node tables;
+        separator sums one axis at a time; messages rescaled only when the tree's cells could
+        overflow them; no renormalisation below the roots: a child's calibrated table is its
+        table times the ratio of its parent's separator marginal to the child's own separator
+        sum, which sums to the root's total already. Equal to `calibrate` up to rounding.
+        """
+        probs = self._scratch
+        sent: dict[Clique, np.ndarray] = {}
+        top = np.maximum.reduceat(phi, self._starts)
+        top[~np.isfinite(top)] = 0.0
+        flat = self._scratch_flat
+        np.subtract(phi, np.repeat(top, self._sizes), out=flat)
+        np.exp(flat, out=flat)
+        for n, p, (_out_child, _out_parent, in_child, in_parent) in self._upward:
+            msg = _sum_axes(probs[n], self._sep_axes[(p, n)][1])
+            sent[n] = msg.reshape(in_child)
+            if self._rescale:
+                scale = float(msg.max())
+                msg = msg / scale if scale > 0 else msg
             probs[p] *= msg.reshape(in_parent)
-        out = np.empty_like(flat)
+        out = np.empty_like(phi)
         with np.errstate(invalid="ignore", divide="ignore"):
+            if len(self.roots) > _ROOTS_ONE_BY_ONE:
+                # Many components (lone columns): every node scaled in one pass, the
+                # distribution below then overwrites the nodes that are not roots.
+                mass = np.add.reduceat(flat, self._starts)
+                scale = np.divide(total, mass, out=np.zeros_like(mass), where=mass > 0)
+                np.multiply(flat, np.repeat(scale, self._sizes), out=out)
+            else:
+                for root in self.roots:
+                    q = probs[root]
+                    mass = float(q.sum())
+                    view = out[self._slices[root]].reshape(self.shapes[root])
+                    np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
             for n in self.preorder:
-                q = probs[n]
-                mass = float(q.sum())
-                view = out[slice(*self.offsets[n])].reshape(self.shapes[n])
-                np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
-                for child, (_out_child, out_parent, in_child, _in_parent) in self._downward[n]:
-                    sep = view.sum(axis=out_parent, keepdims=True) if out_parent else view
-                    sent = up[child]
-                    ratio = np.divide(sep.reshape(in_child), sent,
-                                      out=np.zeros(in_child), where=sent > 0)
-                    probs[child] *= ratio
+                view = out[self._slices[n]].reshape(self.shapes[n])
+                for child, (_out_child, _out_parent, in_child, _in_parent) in self._downward[n]:
+                    sep = _sum_axes(view, self._sep_axes[(n, child)][0]).reshape(in_child)
+                    raw = sent[child]
+                    # Where the child sent 0, its parent's separator marginal is 0 too.
+                    np.divide(sep, raw, out=sep, where=raw > 0)
+                    np.multiply(
+                        probs[child], sep,
+                        out=out[self._slices[child]].reshape(self.shapes[child]),
+                    )
         return out
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
         """The node tables of a flat vector (views)."""
         return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
+
+
+#: `JunctionTree.calibrate_nodes` normalises the roots of up to this many components one by one,
+#: more in one pass over every cell.
+_ROOTS_ONE_BY_ONE = 4
+
+#: `_sum_axes` sums an inner axis of at most this length as slices added one by one: numpy
+#: reduces a short inner axis several times slower than it adds the slices.
+_SLICE_SUM_MAX = 16
+
+
+def _sum_axes(table: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """`table` summed over `axes`, one axis after the other (each index counted after the
+    axes before it are gone): the leading axis by numpy's sum, a short inner axis as a sum of
+    its slices, a long one by einsum."""
+    for ax in axes:
+        length = table.shape[ax]
+        if ax == 0 or length == 1:
+            table = table.sum(axis=ax)
+        elif length <= _SLICE_SUM_MAX:
+            index: list[Any] = [slice(None)] * table.ndim
+            index[ax] = 0
+            total = table[tuple(index)].copy()
+            for k in range(1, length):
+                index[ax] = k
+                total += table[tuple(index)]
+            table = total
+        else:
+            letters = _LETTERS[: table.ndim]
+            table = np.einsum(
+                "".join(letters) + "->" + "".join(c for i, c in enumerate(letters) if i != ax),
+                table,
+            )
+    return table
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:
@@ -201,17 +278,34 @@ def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple
 
 
 def _local_index(dom: mbi.Domain, big: Clique, small: Clique) -> np.ndarray:
-    """For every cell of `big` (C order), the index of its projection in `small` (C order)."""
-    grid = np.indices(tuple(dom[a] for a in big)).reshape(len(big), -1)
-    axes = [big.index(a) for a in small]
+    """For every cell of `big` (C order), the index of its projection in `small` (C order)
+    (read-only; cached by shape, since every round of an adaptive mechanism asks again)."""
+    return _local_index_of(
+        tuple(dom[a] for a in big), tuple(big.index(a) for a in small)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_index_of(shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    grid = np.indices(shape).reshape(len(shape), -1)
     if not axes:
-        return np.zeros(grid.shape[1], dtype=np.int64)
-    return np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(dom[a] for a in small))
+        out = np.zeros(grid.shape[1], dtype=np.int64)
+    else:
+        out = np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(shape[k] for k in axes))
+    out.setflags(write=False)
+    return out
 
 
 _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
     chr(c) for c in range(ord("A"), ord("Z") + 1)
 ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _einsum_path(spec: str, shapes: tuple[tuple[int, ...], ...]) -> list[Any]:
+    """numpy's greedy contraction order for `spec` on operands of `shapes` (cached: the same
+    contractions recur round after round)."""
+    return np.einsum_path(spec, *[np.empty(shape) for shape in shapes], optimize="greedy")[0]
 
 
 class TreeMarginals:
@@ -240,6 +334,8 @@ class TreeMarginals:
         self.elimination = tree.elimination
         self.tables = dict(tables)
         self._cache: dict[Clique, np.ndarray] = {}
+        self._scaled: dict[Clique, np.ndarray] = {}
+        self._inverse: dict[tuple[Clique, Clique], np.ndarray] = {}
 
     @classmethod
     def from_model(cls, model: mbi.MarkovRandomField) -> TreeMarginals:
@@ -260,56 +356,79 @@ class TreeMarginals:
         table = self.tables[node]
         drop = tuple(k for k, a in enumerate(node) if a not in clique)
         kept = [a for a in node if a in clique]
-        out = table.sum(axis=drop) if drop else table
+        out = _sum_axes(table, tuple(ax - i for i, ax in enumerate(drop)))
         return np.transpose(out, [kept.index(a) for a in clique]) if len(clique) > 1 else out
 
-    def _subtree(self, clique: Clique, component: int) -> nx.Graph:
-        """A small subtree of one component whose nodes together cover `clique`."""
-        tree = self.tree.graph.subgraph(
-            [n for n in self.nodes if self.tree.component[n] == component]
-        ).copy()
+    def _subtree(self, clique: Clique, component: int) -> tuple[list[Clique], list[tuple]]:
+        """A small subtree of one component whose nodes together cover `clique`: its nodes
+        (in the tree's order) and edges. Leaves are pruned, first in the tree's order, while
+        the rest still covers their attributes of `clique`."""
+        nodes = [n for n in self.nodes if self.tree.component[n] == component]
+        adjacent = {n: set(self.tree.graph[n]) for n in nodes}
         wanted = set(clique)
         pruned = True
-        while pruned and tree.number_of_nodes() > 1:
+        while pruned and len(nodes) > 1:
             pruned = False
-            for leaf in [n for n in tree.nodes if tree.degree(n) <= 1]:
-                rest = set().union(*[set(n) for n in tree.nodes if n != leaf])
+            for leaf in [n for n in nodes if len(adjacent[n]) <= 1]:
+                rest = set().union(*[set(n) for n in nodes if n != leaf])
                 if (set(leaf) & wanted) <= rest:
-                    tree.remove_node(leaf)
+                    nodes.remove(leaf)
+                    for other in adjacent.pop(leaf):
+                        adjacent[other].discard(leaf)
                     pruned = True
                     break
-        return tree
+        kept, seen, edges = set(nodes), set(), []
+        for n in nodes:
+            seen.add(n)
+            edges += [(n, m) for m in self.tree.graph[n] if m in kept and m not in seen]
+        return nodes, edges
 
     def _component_marginal(self, clique: Clique) -> np.ndarray:
         hosts = [n for n in self.nodes if set(clique) <= set(n)]
         if hosts:
             return self._project(min(hosts, key=self.domain.size), clique)
         first = next(n for n in self.nodes if clique[0] in n)
-        tree = self._subtree(clique, self.tree.component[first])
-        involved = sorted(
-            set().union(*[set(n) for n in tree.nodes]), key=self.domain.attributes.index
-        )
+        nodes, edges = self._subtree(clique, self.tree.component[first])
+        involved = sorted(set().union(*[set(n) for n in nodes]), key=self.domain.attributes.index)
         if len(involved) > len(_LETTERS):
             raise ValueError(
                 f"marginal {clique} spans {len(involved)} attributes of the model; "
                 f"at most {len(_LETTERS)} are supported"
             )
         letters = dict(zip(involved, _LETTERS, strict=False))
+        # The node distributions over the separator distributions (each computed once a model).
         arrays: list[np.ndarray] = []
         specs: list[str] = []
-        for n in tree.nodes:
-            arrays.append(self.tables[n] / self.total)
+        for n in nodes:
+            arrays.append(self._distribution(n))
             specs.append("".join(letters[a] for a in n))
-        for a, b in tree.edges:
+        for a, b in edges:
             sep = tuple(x for x in a if x in b)
             if not sep:
                 continue
-            mass = self._project(a, sep) / self.total
-            arrays.append(np.divide(1.0, mass, out=np.zeros_like(mass), where=mass > 0))
+            arrays.append(self._inverse_separator(a, sep))
             specs.append("".join(letters[x] for x in sep))
         spec = ",".join(specs) + "->" + "".join(letters[a] for a in clique)
-        out = np.einsum(spec, *arrays, optimize="greedy")
+        out = np.einsum(spec, *arrays, optimize=_einsum_path(spec, tuple(x.shape for x in arrays)))
         return np.clip(out, 0.0, None) * self.total
+
+    def _distribution(self, node: Clique) -> np.ndarray:
+        """`node`'s table over the total (cached)."""
+        out = self._scaled.get(node)
+        if out is None:
+            out = self._scaled[node] = self.tables[node] / self.total
+        return out
+
+    def _inverse_separator(self, node: Clique, sep: Clique) -> np.ndarray:
+        """1 / the model's distribution on separator `sep` of `node` (0 where it is 0), cached."""
+        key = (node, sep)
+        out = self._inverse.get(key)
+        if out is None:
+            mass = self._project(node, sep) / self.total
+            out = self._inverse[key] = np.divide(
+                1.0, mass, out=np.zeros_like(mass), where=mass > 0
+            )
+        return out
 
     def __call__(self, clique: Sequence[str]) -> np.ndarray:
         """The model's counts on `clique` as an array shaped by `clique`'s sizes, in its order."""

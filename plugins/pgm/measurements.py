@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import mbi
 import numpy as np
-from mbi import estimation as mbi_estimation
 
 from .domain import Clique
 
@@ -35,6 +34,7 @@ class MeasurementLog:
         self._weighted: dict[Clique, np.ndarray] = {}  # sum of w_i y_i
         self._precision: dict[Clique, np.ndarray] = {}  # sum of w_i: the loss weight
         self._variance: dict[Clique, np.ndarray] = {}  # sum of w_i^2 sigma_i^2
+        self._combined: dict[Clique, tuple[np.ndarray, float, np.ndarray | None]] = {}
 
     def add(self, clique: Sequence[str], values: np.ndarray, sigma: float | np.ndarray) -> None:
         """Record a measurement of `clique`: flattened counts plus N(0, sigma^2) noise.
@@ -43,6 +43,7 @@ class MeasurementLog:
         of k merged cells, each with noise std s, has std s * sqrt(k)).
         """
         clique = tuple(clique)
+        self._combined.pop(clique, None)
         values = np.asarray(values, dtype=np.float64).ravel()
         sd = np.broadcast_to(np.asarray(sigma, dtype=np.float64), values.shape)
         w = 1.0 / sd**2 if self.weighting == "inverse_variance" else 1.0 / sd
@@ -79,25 +80,69 @@ class MeasurementLog:
         order of `cliques`."""
         return np.concatenate([self._precision[c] for c in self._precision])
 
-    def measurements(self) -> list[mbi.LinearMeasurement]:
-        """The combined measurements as mbi `LinearMeasurement`s (one per clique).
+    def _combined_query(self, clique: Clique) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """The combined measurement of `clique` as one query: (y, std, weights or None).
 
         A clique with unequal per-cell stds becomes a weighted query with the smallest std:
         ((w * mu - w * y) / s_min)^2 with w = s_min / s is the same loss term.
         """
-        out = []
-        for clique in self._precision:
+        out = self._combined.get(clique)
+        if out is None:
             y, sigma = self.value(clique)
             s_min = float(sigma.min())
             if np.allclose(sigma, s_min, rtol=1e-12, atol=0.0):
-                out.append(mbi.LinearMeasurement(y, clique, stddev=s_min))
+                out = (y, s_min, None)
             else:
                 w = s_min / sigma
+                out = (w * y, s_min, w)
+            self._combined[clique] = out
+        return out
+
+    def measurements(self) -> list[mbi.LinearMeasurement]:
+        """The combined measurements as mbi `LinearMeasurement`s (one per clique), weighted
+        queries where a clique's per-cell stds differ (see `_combined_query`)."""
+        out = []
+        for clique in self._precision:
+            y, s_min, w = self._combined_query(clique)
+            if w is None:
+                out.append(mbi.LinearMeasurement(y, clique, stddev=s_min))
+            else:
                 out.append(
-                    mbi.LinearMeasurement(w * y, clique, stddev=s_min, query=mbi.WeightedQuery(w))
+                    mbi.LinearMeasurement(y, clique, stddev=s_min, query=mbi.WeightedQuery(w))
                 )
         return out
 
     def total(self) -> float:
-        """Minimum-variance unbiased estimate of the number of records (at least 1)."""
-        return float(mbi_estimation.minimum_variance_unbiased_total(self.measurements()))
+        """Minimum-variance unbiased estimate of the number of records (at least 1).
+
+        mbi's `minimum_variance_unbiased_total` of `measurements()`, in the same arithmetic
+        without building them: the weighted mean of the identity queries' sums, each weighted
+        by 1 / (std^2 cells).
+        """
+        estimates, variances = [], []
+        for clique in self._precision:
+            y, s_min, w = self._combined_query(clique)
+            if w is None:
+                estimates.append(np.sum(y))
+                variances.append(s_min**2 * np.size(y))
+        if not estimates:
+            return 1.0
+        weights = 1.0 / np.array(variances)
+        return max(1.0, float(np.average(np.array(estimates), weights=weights)))
+
+    def lipschitz(self, dom: mbi.Domain) -> float:
+        """mbi's `calculate_l2_lipschitz_from_metadata` of `measurements()` (the Lipschitz
+        constant of the L2 loss's gradient), in the same arithmetic without building them."""
+        cliques = list(self._precision)
+        routing = mbi.clique_utils.clique_mapping(
+            mbi.clique_utils.maximal_subset(cliques), cliques, dom
+        )
+        blocks: dict[Clique, float] = {}
+        for clique in cliques:
+            _y, s_min, w = self._combined_query(clique)
+            q_norm_sq = 1.0 if w is None else float(np.max(np.asarray(w) ** 2))
+            containing = routing[clique]
+            proj_norm_sq = dom.size(containing) / dom.size(clique)
+            contribution = q_norm_sq / max(s_min, 1e-12) ** 2 * proj_norm_sq
+            blocks[containing] = blocks.get(containing, 0.0) + contribution
+        return max(blocks.values()) if blocks else 1.0

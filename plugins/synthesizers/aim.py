@@ -42,10 +42,13 @@ ROUND_ITERS_DIVISOR = 4
 #: Each round's line search starts from the previous round's last step size when that is
 #: larger than mbi's conservative 2 / (L N), instead of growing back from it by 1% a step.
 CARRY_STEP_SIZE = True
-#: Early stop of each round's fit and of the initial and final fits (mbi's rule: the loss
-#: improved by at most this relative amount over two blocks of iterations); None runs them all.
+#: Early stop of each round's fit, of the initial fit and of the final fit (mbi's rule: the
+#: loss improved by at most this relative amount over two blocks of iterations); None runs them
+#: all. The final fit stops at 1% a block: by then it fits the noise of the measurements, and
+#: the marginals it changes are no closer to the data (docs/aim.md).
 ROUND_TOL: float | None = None
-FINAL_TOL: float | None = None
+INITIAL_TOL: float | None = None
+FINAL_TOL: float | None = 1e-2
 #: A round's fit (tree engine) stops once the marginal it has just measured has settled: its
 #: move over a block of iterations is at most this share of its move since the round began.
 ROUND_SETTLE: float | None = 0.1
@@ -357,7 +360,7 @@ class AIM(Synthesizer):
         for m in data.measure([(c,) for c in columns], sigma, label="one-way marginals"):
             log.add(m.clique, m.values, m.sigma)
         rho_used = d / (2.0 * sigma**2)
-        model = engine.fit(log, self.max_iters, None, FINAL_TOL, None, FINAL_WORK)
+        model = engine.fit(log, self.max_iters, None, INITIAL_TOL, None, FINAL_WORK)
         marginals = engine.marginals(model)
         sizes = pgm.ModelSizeCache(dom)
         joint_mb = d * math.prod(data.sizes.values()) * 8 / 2**20  # bounds any junction tree's size

@@ -267,12 +267,14 @@ def test_junction_tree_sizer_matches_mbi_on_random_clique_sets() -> None:
 def test_scaled_message_passing_matches_log_space_calibration(dom) -> None:
     tree = pgm.JunctionTree(dom, CLIQUES)
     rng = np.random.default_rng(0)
-    for scale in (0.1, 5.0, 60.0):
-        theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
-        np.testing.assert_allclose(
-            tree.calibrate_scaled(theta, 1234.0), tree.calibrate(theta, 1234.0),
-            rtol=1e-9, atol=1e-9 * 1234.0,
-        )
+    for rescale in (False, True):  # messages rescaled only for trees of very many cells
+        tree._rescale = rescale
+        for scale in (0.1, 5.0, 60.0):
+            theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
+            np.testing.assert_allclose(
+                tree.calibrate_scaled(theta, 1234.0), tree.calibrate(theta, 1234.0),
+                rtol=1e-9, atol=1e-9 * 1234.0,
+            )
 
 
 def test_column_draws_round_each_group_to_within_one_of_its_expectation() -> None:
@@ -301,8 +303,37 @@ def test_work_bound_caps_iterations_by_model_cells(dom) -> None:
     calls: list[int] = []
     tree = engine.tree(tuple(tuple(dom.canonical(c)) for c in mbi.clique_utils.maximal_subset(
         list(log.cliques))))
-    original = tree.calibrate_scaled
-    tree.calibrate_scaled = lambda th, total: calls.append(1) or original(th, total)
+    original = tree.calibrate_nodes
+    tree.calibrate_nodes = lambda phi, total: calls.append(1) or original(phi, total)
     cells = tree.offsets[tree.nodes[-1]][1]
     engine.estimate(log, iters=500, max_work=7 * cells)
     assert len(calls) == 1 + 7  # the initial pass, then seven iterations
+
+
+def test_measurement_log_total_and_lipschitz_are_mbis(dom) -> None:
+    from mbi import estimation as mbi_estimation
+    from mbi import marginal_loss
+
+    log = _log(dom)
+    log.add(("d",), np.arange(4.0), np.array([1.0, 1.0, 2.0, 3.0]))  # a weighted query
+    assert log.total() == mbi_estimation.minimum_variance_unbiased_total(log.measurements())
+    assert log.lipschitz(dom) == marginal_loss.calculate_l2_lipschitz_from_metadata(
+        dom, log.measurements()
+    )
+
+
+def test_node_potentials_split_any_way_give_the_same_calibration(dom) -> None:
+    tree = pgm.JunctionTree(dom, CLIQUES)
+    rng = np.random.default_rng(4)
+    theta = rng.normal(0, 3.0, tree.clique_offsets[tree.cliques[-1]][1])
+    phi = tree.gather @ theta
+    # A term over ('a', 'c') moved from one node containing it to another: same joint.
+    first, second = [n for n in tree.nodes if {"a", "c"} <= set(n)]
+    term = rng.normal(0, 1.0, (2, 2))
+    moved = phi.copy()
+    for node, sign in ((first, 1.0), (second, -1.0)):
+        view = moved[slice(*tree.offsets[node])].reshape(tree.shapes[node])
+        view += sign * pgm.junction_tree._expand_np(term, ("a", "c"), node)
+    np.testing.assert_allclose(
+        tree.calibrate_nodes(moved, 100.0), tree.calibrate(theta, 100.0), rtol=1e-9, atol=1e-9
+    )
