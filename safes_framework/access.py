@@ -53,6 +53,46 @@ class BatchCountSource(CountSource, Protocol):
         """Exact counts (int64) of each clique's marginal, as `marginal` gives them."""
 
 
+class CachedCounts:
+    """The part every built-in source shares: `sizes`, `marginal` and `marginals` over a cache.
+
+    `marginals` checks the columns, asks `_count_missing` for the cliques not yet counted and
+    keeps each answer read-only; a source sets `_sizes` and `_cache` and implements
+    `_count_missing`, counting all of them in one pass where it can.
+    """
+
+    _sizes: dict[str, int]
+    _cache: dict[Clique, np.ndarray]
+
+    @property
+    def sizes(self) -> Mapping[str, int]:
+        return self._sizes
+
+    def marginal(self, clique: Clique) -> np.ndarray:
+        clique = tuple(clique)
+        return self.marginals([clique])[clique]
+
+    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
+        for c in wanted:
+            unknown = [a for a in c if a not in self._sizes]
+            if unknown:
+                raise SchemaError(f"unknown column {unknown[0]!r} in marginal {c}")
+        todo = [c for c in wanted if c not in self._cache]
+        if todo:
+            self._store(self._count_missing(todo))
+        return {c: self._cache[c] for c in wanted}
+
+    def _store(self, counts: Mapping[Clique, np.ndarray]) -> None:
+        for clique, v in counts.items():
+            v.setflags(write=False)
+            self._cache[clique] = v
+
+    def _count_missing(self, cliques: Sequence[Clique]) -> Mapping[Clique, np.ndarray]:
+        """Exact counts of `cliques` (none cached yet; their columns are known)."""
+        raise NotImplementedError
+
+
 def fetch_marginals(source: CountSource, cliques: Iterable[Clique]) -> dict[Clique, np.ndarray]:
     """Exact counts of every clique: in one batch when `source` can, else one at a time."""
     wanted = list(dict.fromkeys(tuple(c) for c in cliques))
@@ -96,7 +136,7 @@ def count_codes(
     return out
 
 
-class InMemorySource:
+class InMemorySource(CachedCounts):
     """A `CountSource` over integer codes held in memory.
 
     Codes come as an (n, d) matrix or as one array per column; each column may use its own
@@ -132,32 +172,10 @@ class InMemorySource:
         self._index = {name: j for j, name in enumerate(self._sizes)}
         self._cache: dict[Clique, np.ndarray] = {}
 
-    @property
-    def sizes(self) -> Mapping[str, int]:
-        return self._sizes
-
-    def _column_indices(self, clique: Sequence[str]) -> list[int]:
-        try:
-            return [self._index[c] for c in clique]
-        except KeyError as exc:
-            raise SchemaError(
-                f"unknown column {exc.args[0]!r} in marginal {tuple(clique)}"
-            ) from None
-
-    def marginal(self, clique: Clique) -> np.ndarray:
-        clique = tuple(clique)
-        return self.marginals([clique])[clique]
-
-    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
-        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
-        todo = [c for c in wanted if c not in self._cache]
-        if todo:
-            cols = [[self._columns[j] for j in self._column_indices(c)] for c in todo]
-            shapes = [tuple(self._sizes[a] for a in c) for c in todo]
-            for clique, counts in zip(todo, count_codes(cols, shapes, self._rows), strict=True):
-                counts.setflags(write=False)
-                self._cache[clique] = counts
-        return {c: self._cache[c] for c in wanted}
+    def _count_missing(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        cols = [[self._columns[self._index[a]] for a in c] for c in cliques]
+        shapes = [tuple(self._sizes[a] for a in c) for c in cliques]
+        return dict(zip(cliques, count_codes(cols, shapes, self._rows), strict=True))
 
     def num_rows(self) -> int:
         return self._rows
@@ -174,7 +192,7 @@ class InMemorySource:
         return view
 
 
-class CompressedSource:
+class CompressedSource(CachedCounts):
     """A `CountSource` whose columns' codes are merged by public mappings.
 
     Marginals are aggregated from the wrapped source's marginals, so any backend works.
@@ -206,19 +224,10 @@ class CompressedSource:
         self._sizes = sizes
         self._cache: dict[Clique, np.ndarray] = {}
 
-    @property
-    def sizes(self) -> Mapping[str, int]:
-        return self._sizes
-
-    def marginal(self, clique: Clique) -> np.ndarray:
-        clique = tuple(clique)
-        return self.marginals([clique])[clique]
-
-    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
-        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
-        todo = [c for c in wanted if c not in self._cache]
-        bases = fetch_marginals(self._source, todo)
-        for clique in todo:
+    def _count_missing(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        bases = fetch_marginals(self._source, cliques)
+        out: dict[Clique, np.ndarray] = {}
+        for clique in cliques:
             base = bases[clique]
             new_shape = tuple(self._sizes[c] for c in clique)
             grids = np.meshgrid(
@@ -233,9 +242,8 @@ class CompressedSource:
             size = int(np.prod(new_shape, dtype=np.int64))
             counts = np.zeros(size, dtype=np.int64)
             np.add.at(counts, target, np.asarray(base, dtype=np.int64).reshape(-1))
-            counts.setflags(write=False)
-            self._cache[clique] = counts
-        return {c: self._cache[c] for c in wanted}
+            out[clique] = counts
+        return out
 
     def num_rows(self) -> int:
         return self._source.num_rows()

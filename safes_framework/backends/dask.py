@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..access import Clique, count_codes
-from ..errors import ConfigError, MissingColumnError, SchemaError
+from ..access import CachedCounts, Clique, count_codes
+from ..errors import ConfigError, MissingColumnError
 from ..ingest import encode_chunks
 from ..schema import Schema
 
@@ -47,7 +47,7 @@ def _add(*parts: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-class DaskSource:
+class DaskSource(CachedCounts):
     """Exact marginal counts of a Dask DataFrame, computed on its cluster.
 
     Building the source checks every partition against the schema and counts the one-way
@@ -86,9 +86,7 @@ class DaskSource:
         self.passes = 0
         counts = self._count([(n,) for n in schema.names] + [()])
         self._rows = int(counts[()][0])
-        for c, v in counts.items():
-            v.setflags(write=False)
-            self._cache[c] = v
+        self._store(counts)
 
     def _count(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
         delayed = self._dask.delayed
@@ -105,27 +103,9 @@ class DaskSource:
         (total,) = self._dask.compute(level[0])
         return dict(zip(cliques, total, strict=True))
 
-    @property
-    def sizes(self) -> Mapping[str, int]:
-        return self._sizes
-
-    def marginal(self, clique: Clique) -> np.ndarray:
-        clique = tuple(clique)
-        return self.marginals([clique])[clique]
-
-    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
-        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
-        for c in wanted:
-            unknown = [a for a in c if a not in self._sizes]
-            if unknown:
-                raise SchemaError(f"unknown column {unknown[0]!r} in marginal {c}")
-        todo = [c for c in wanted if c not in self._cache]
-        if todo:
-            logger.info("dask: counting %d marginals in one pass", len(todo))
-            for c, v in self._count(todo).items():
-                v.setflags(write=False)
-                self._cache[c] = v
-        return {c: self._cache[c] for c in wanted}
+    def _count_missing(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        logger.info("dask: counting %d marginals in one pass", len(cliques))
+        return self._count(cliques)
 
     def num_rows(self) -> int:
         return self._rows

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..access import Clique
+from ..access import CachedCounts, Clique
 from ..errors import (
     ConfigError,
     DataError,
@@ -25,7 +25,6 @@ from ..errors import (
     DtypeError,
     EmptyDataError,
     MissingColumnError,
-    SchemaError,
 )
 from ..ingest import file_format
 from ..schema import Categorical, Column, Continuous, Integer, Schema
@@ -137,7 +136,7 @@ def code_expression(col: Column, sql_type: str, *, text: bool) -> str:
             f"OR {v} > {_literal(e[-1])} THEN NULL {whens} ELSE {col.size - 1} END AS {ct})")
 
 
-class DuckDBSource:
+class DuckDBSource(CachedCounts):
     """Exact marginal counts of a table that DuckDB scans in place.
 
     The table's values are checked against the schema when the source is built (one scan,
@@ -266,9 +265,7 @@ class DuckDBSource:
         bad = [n for n in names if nulls.get(n, 0) > 0]
         if bad:
             self._raise_bad(bad)
-        for clique, c in counts.items():
-            c.setflags(write=False)
-            self._cache[clique] = c
+        self._store(counts)
         return total
 
     def _raise_bad(self, bad: Sequence[str]) -> None:
@@ -352,30 +349,14 @@ class DuckDBSource:
             out[clique] = counts
         return out, total, nulls_of
 
-    @property
-    def sizes(self) -> Mapping[str, int]:
-        return self._sizes
-
-    def marginal(self, clique: Clique) -> np.ndarray:
-        clique = tuple(clique)
-        return self.marginals([clique])[clique]
-
-    def marginals(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
-        wanted = list(dict.fromkeys(tuple(c) for c in cliques))
-        for c in wanted:
-            unknown = [a for a in c if a not in self._sizes]
-            if unknown:
-                raise SchemaError(f"unknown column {unknown[0]!r} in marginal {c}")
-        todo = [c for c in wanted if c not in self._cache]
-        if todo:
-            logger.info("duckdb: counting %d marginals in one scan of %s", len(todo),
-                        self.description)
-            for batch in _batches(todo, MAX_GROUPING_COLUMNS):
-                found, _, _ = self._grouping_sets(batch)
-                for c in batch:
-                    found[c].setflags(write=False)
-                    self._cache[c] = found[c]
-        return {c: self._cache[c] for c in wanted}
+    def _count_missing(self, cliques: Sequence[Clique]) -> dict[Clique, np.ndarray]:
+        logger.info("duckdb: counting %d marginals in one scan of %s", len(cliques),
+                    self.description)
+        out: dict[Clique, np.ndarray] = {}
+        for batch in _batches(cliques, MAX_GROUPING_COLUMNS):
+            found, _, _ = self._grouping_sets(batch)
+            out.update((c, found[c]) for c in batch)
+        return out
 
     def num_rows(self) -> int:
         return self._rows
