@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import mbi
 import numpy as np
 from mbi import estimation as mbi_estimation
 
+from . import kernels
 from .domain import Clique
-from .junction_tree import JunctionTree, TreeMarginals, _broadcast_shape, _local_index, _offsets
+from .junction_tree import JunctionTree, TreeMarginals, _broadcast_shape, _offsets
 from .measurements import MeasurementLog
 
 
@@ -88,11 +89,23 @@ def _armijo_blocks(
     return alpha
 
 
+class _Iterate(Protocol):
+    """What `_mirror_descent` moves: a model's log-potentials and their marginals."""
+
+    def measured(self) -> np.ndarray:
+        """The measured marginals of the current iterate."""
+
+    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
+        """The measured marginals of the current log-potentials moved by -step * A^T g, where
+        A maps the model to its measured marginals (the current ones are A^T `travelled` less
+        than the starting ones); the proposal is kept until the next call."""
+
+    def accept(self) -> None:
+        """Make the last proposal the current iterate."""
+
+
 def _mirror_descent(
-    theta: np.ndarray,
-    forward: Callable[[np.ndarray], np.ndarray],
-    measure: Callable[[np.ndarray], np.ndarray],
-    spread: Callable[[np.ndarray], np.ndarray],
+    iterate: _Iterate,
     y: np.ndarray,
     precision: np.ndarray,
     *,
@@ -101,13 +114,12 @@ def _mirror_descent(
     alpha: float,
     watch: tuple[int, int] | None = None,
     settle_share: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """mbi's mirror descent on log-potentials `theta` (McKenna et al. 2019, Algorithm 1).
+) -> tuple[float, np.ndarray]:
+    """mbi's mirror descent on a model's log-potentials (McKenna et al. 2019, Algorithm 1).
 
-    `forward` maps potentials to model marginals, `measure` those marginals to the stacked
-    measured marginals, `spread` a gradient on the measured marginals back to the potentials
-    (linear). The loss is 0.5 * sum(precision * (m - y)^2); steps follow `_armijo_blocks`. One
-    forward pass per iteration suffices, since a rejected step keeps the current marginals.
+    The loss is 0.5 * sum(precision * (m - y)^2) on the measured marginals m; steps follow
+    `_armijo_blocks`. One pass over the model per iteration suffices, since a rejected step
+    keeps the current marginals.
 
     With `watch` = (start, stop), a slice of the stacked measured marginals (one measured
     clique), the fit stops after the first block in which that marginal moved (L1) by at most
@@ -115,15 +127,12 @@ def _mirror_descent(
     has settled, and so has most of what that measurement changes.
 
     Returns:
-        The final potentials, model marginals and step size, and the sum of the accepted
-        steps on the measured marginals, s = sum a_k g_k: the potentials moved by
-        -spread(s), so any other linear parametrisation of them moves by its own map of s.
+        The final step size, and the sum of the accepted steps on the measured marginals,
+        s = sum a_k g_k: the log-potentials moved by -A^T s, so any other linear
+        parametrisation of them moves by its own map of s.
     """
     state: dict[str, Any] = {}
     travelled = np.zeros_like(y)
-
-    def settle(th: np.ndarray, mu: np.ndarray, m: np.ndarray, g: np.ndarray, loss: float) -> None:
-        state.update(theta=th, mu=mu, m=m, g=g, loss=loss, grad=spread(g))
 
     def residual(m: np.ndarray) -> tuple[np.ndarray, float]:
         """The loss's gradient with respect to the measured marginals `m`, and the loss."""
@@ -131,19 +140,17 @@ def _mirror_descent(
         g = precision * diff
         return g, 0.5 * _inner(g, diff)
 
-    mu0 = forward(theta)
-    m0 = measure(mu0)
-    settle(theta, mu0, m0, *residual(m0))
+    m0 = iterate.measured()
+    g0, loss0 = residual(m0)
+    state.update(m=m0, g=g0, loss=loss0)
 
     def step(a: float) -> bool:
-        theta2 = state["grad"] * -a
-        theta2 += state["theta"]
-        mu2 = forward(theta2)
-        m2 = measure(mu2)
+        m2 = iterate.propose(a, state["g"], travelled)
         g2, loss2 = residual(m2)
         if state["loss"] - loss2 >= 0.5 * a * _inner(state["g"], state["m"] - m2):
             np.add(travelled, a * state["g"], out=travelled)
-            settle(theta2, mu2, m2, g2, loss2)
+            iterate.accept()
+            state.update(m=m2, g=g2, loss=loss2)
             return True
         return False
 
@@ -159,24 +166,28 @@ def _mirror_descent(
             return change <= settle_share * float(np.abs(now - first).sum())
 
     alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha, settled=settled)
-    return state["theta"], state["mu"], alpha, travelled
+    return alpha, travelled
+
+
+#: The tree iterate steps multiplicatively in probability space and recomputes its tables from
+#: the log-potentials after this many steps, so that rounding cannot accumulate (and a cell
+#: that underflowed comes back).
+EXACT_EVERY = mbi_estimation.CALLBACK_EVERY
 
 
 class _Terms:
-    """The measured marginals of a log as one stacked vector, and sparse maps to and from it.
+    """The measured marginals of a log as one stacked vector, and the maps to and from it.
 
-    `project` maps the flat node marginals of a junction tree to the stacked measured
-    marginals, each read from the smallest node containing it; `lift` (its transpose) maps a
-    gradient with respect to the stacked marginals to one with respect to the node
-    log-potentials, routed the same way (the joint log-potential is the sum over the nodes,
-    so any node containing a measured clique may carry its term). `spread` maps the same
-    gradient to the model cliques' tables, routing each measurement to the smallest model
-    clique containing it (mbi's routing): the potentials a fit returns.
+    `project` reads the stacked measured marginals from the flat node marginals of a junction
+    tree, each from the smallest node containing it; `lift` (its transpose) adds a vector on
+    the measured marginals into the node log-potentials, routed the same way (the joint
+    log-potential is the sum over the nodes, so any node containing a measured clique may
+    carry its term). `spread` adds the same vector into the model cliques' tables, routing each
+    measurement to the smallest model clique containing it (mbi's routing): the potentials a
+    fit returns. Each map is a set of `kernels.Plans`, one per measured clique.
     """
 
     def __init__(self, dom: mbi.Domain, log: MeasurementLog, tree: JunctionTree) -> None:
-        import scipy.sparse as sparse
-
         measured = [tuple(dom.canonical(c)) for c in log.cliques]
         route = mbi.clique_utils.clique_mapping(list(tree.cliques), measured, domain=dom)
         values = [log.value(c) for c in log.cliques]
@@ -184,28 +195,117 @@ class _Terms:
         self.precision = log.loss_weights()
         offsets = _offsets([v.size for v, _ in values], measured)
         self.offsets = offsets
-        p_rows, p_cols, s_rows, s_cols = [], [], [], []
+        plans, routes = kernels.Plans(), kernels.Plans()
+        hosts = []
         for c in measured:
             node = min((n for n in tree.nodes if set(c) <= set(n)), key=dom.size)
-            p_rows.append(offsets[c][0] + _local_index(dom, node, c))
-            p_cols.append(np.arange(*tree.offsets[node]))
+            hosts.append(node)
+            plans.add(tree.shapes[node], [k for k, a in enumerate(node) if a in c])
             parent = route[c]
-            s_rows.append(np.arange(*tree.clique_offsets[parent]))
-            s_cols.append(offsets[c][0] + _local_index(dom, parent, c))
-        n_meas = self.y.size
-        n_nodes = tree.offsets[tree.nodes[-1]][1]
-        n_cliques = tree.clique_offsets[tree.cliques[-1]][1]
-        rows, cols = np.concatenate(p_rows), np.concatenate(p_cols)
-        ones = np.ones(rows.size)
-        self.project = sparse.csr_matrix((ones, (rows, cols)), shape=(n_meas, n_nodes))
-        self.lift = sparse.csr_matrix((ones, (cols, rows)), shape=(n_nodes, n_meas))
-        self.spread = sparse.csr_matrix(
-            (
-                np.ones(sum(r.size for r in s_rows)),
-                (np.concatenate(s_rows), np.concatenate(s_cols)),
-            ),
-            shape=(n_cliques, n_meas),
+            routes.add(tuple(dom[a] for a in parent), [k for k, a in enumerate(parent) if a in c])
+        self.host_at = kernels.as_index([tree.offsets[n][0] for n in hosts])
+        self.route_at = kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured])
+        self.measured_at = kernels.as_index([offsets[c][0] for c in measured])
+        self.measured_end = kernels.as_index([offsets[c][1] for c in measured])
+        self.plans = plans.arrays()
+        self.routes = routes.arrays()
+
+    def project(self, mu: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The stacked measured marginals of flat node marginals `mu`, into `out`."""
+        kernels.project(mu, out, self.host_at, self.measured_at, self.measured_end, *self.plans)
+        return out
+
+    def lift(self, v: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """`phi` plus the transpose of `project` applied to `v`, in place."""
+        kernels.lift(v, phi, self.host_at, self.measured_at, self.measured_end, *self.plans)
+        return phi
+
+    def spread(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """`theta` (the model cliques' tables, flat) plus `v` routed to them, in place."""
+        kernels.lift(v, theta, self.route_at, self.measured_at, self.measured_end, *self.routes)
+        return theta
+
+
+class _TreeIterate:
+    """Mirror descent's iterate on a junction tree, in the compiled kernels.
+
+    The iterate is kept as node tables of probabilities (exp of the node log-potentials less
+    each node's maximum). A step multiplies them by exp(-step * A^T g), which factors over the
+    measured cliques: one exponential per measured cell, not per model cell. Every
+    `EXACT_EVERY` steps, and whenever a factor could underflow (see `kernels.propose`), the
+    tables are recomputed from the log-potentials, phi0 - A^T travelled. Both give the same
+    iterate up to rounding.
+    """
+
+    def __init__(self, tree: JunctionTree, terms: _Terms, phi: np.ndarray, total: float) -> None:
+        self.tree = tree.compiled
+        self.terms = terms
+        self.total = float(total)
+        self.phi0 = phi
+        cells, measured = phi.size, terms.y.size
+        self.probs, self._probs = np.empty(cells), np.empty(cells)
+        self.mu, self._mu = np.empty(cells), np.empty(cells)
+        self.m, self._m = np.empty(measured), np.empty(measured)
+        self._factors = np.empty(measured)
+        self._exact = True
+        self._since_exact = 0
+        kernels.exponentiate(phi, self.tree.starts, self.tree.sizes, self.probs)
+        self.tree.calibrate(self.probs, self.mu, self.total)
+        terms.project(self.mu, self.m)
+
+    def measured(self) -> np.ndarray:
+        return self.m
+
+    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
+        t, terms = self.tree, self.terms
+        self._exact = self._since_exact >= EXACT_EVERY or not kernels.propose(
+            self.probs, g, float(step), self._factors, self._probs, t.starts, t.sizes,
+            terms.host_at, terms.measured_at, terms.measured_end, kernels.FACTOR_RANGE,
+            kernels.NODE_FLOOR, *terms.plans,
         )
+        if self._exact:
+            phi = self.phi0.copy()
+            terms.lift(-(travelled + step * g), phi)
+            kernels.exponentiate(phi, t.starts, t.sizes, self._probs)
+        t.calibrate(self._probs, self._mu, self.total)
+        terms.project(self._mu, self._m)
+        return self._m
+
+    def accept(self) -> None:
+        self.probs, self._probs = self._probs, self.probs
+        self.mu, self._mu = self._mu, self.mu
+        self.m, self._m = self._m, self.m
+        self._since_exact = 0 if self._exact else self._since_exact + 1
+
+
+class _DenseIterate:
+    """Mirror descent's iterate on the full joint table (numpy): log-potentials `theta`,
+    measured marginals `matrix @ p` of the joint `p`."""
+
+    def __init__(
+        self, theta: np.ndarray, joint: Callable[[np.ndarray], np.ndarray], matrix: Any
+    ) -> None:
+        self.theta, self.joint, self.matrix = theta, joint, matrix
+        self.transpose = matrix.T.tocsr()
+        self.p = joint(theta)
+        self._g: np.ndarray | None = None
+        self._grad = np.empty(0)
+        self._next: tuple[np.ndarray, np.ndarray] | None = None
+
+    def measured(self) -> np.ndarray:
+        return self.matrix @ self.p
+
+    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
+        if g is not self._g:  # a rejected step retries the same gradient
+            self._g, self._grad = g, self.transpose @ g
+        theta = self.theta - step * self._grad
+        p = self.joint(theta)
+        self._next = (theta, p)
+        return self.matrix @ p
+
+    def accept(self) -> None:
+        assert self._next is not None
+        self.theta, self.p = self._next
 
 
 @dataclass
@@ -302,13 +402,11 @@ class TreeMirrorDescent:
         if max_work is not None:
             cells = tree.offsets[tree.nodes[-1]][1]
             iters = max(1, min(iters, int(max_work // max(cells, 1))))
-        # Iterate on the node log-potentials (no gather per pass); the clique potentials
-        # follow from the accepted steps at the end.
-        _phi, mu, alpha, travelled = _mirror_descent(
-            tree.gather @ theta,
-            lambda phi: tree.calibrate_nodes(phi, total),
-            terms.project.__matmul__,
-            terms.lift.__matmul__,
+        # Iterate on the node tables (no gather per pass); the clique potentials follow from
+        # the accepted steps at the end.
+        iterate = _TreeIterate(tree, terms, tree.gather @ theta, total)
+        alpha, travelled = _mirror_descent(
+            iterate,
             terms.y,
             terms.precision,
             iters=iters,
@@ -317,12 +415,14 @@ class TreeMirrorDescent:
             watch=None if watch is None else terms.offsets[tuple(dom.canonical(watch))],
             settle_share=settle_share,
         )
-        theta -= terms.spread @ travelled
+        terms.spread(-travelled, theta)
         potentials = {
             c: theta[slice(*tree.clique_offsets[c])].reshape(tuple(dom[a] for a in c))
             for c in cliques
         }
-        return TreeFit(potentials, TreeMarginals(tree, tree.tables(mu), total), alpha)
+        return TreeFit(
+            potentials, TreeMarginals(tree, tree.tables(iterate.mu), total), alpha
+        )
 
 
 class DenseMirrorDescent:
@@ -379,7 +479,6 @@ class DenseMirrorDescent:
         if unknown:
             raise ValueError(f"measured clique {unknown[0]} was not declared to the estimator")
         matrix = sparse.vstack([self._rows[c] for c in log.cliques], format="csr")
-        transpose = matrix.T.tocsr()
         values = [log.value(c) for c in log.cliques]
         y = np.concatenate([v for v, _ in values])
         precision = log.loss_weights()
@@ -396,17 +495,9 @@ class DenseMirrorDescent:
             else warm_start.potentials[self.full].ravel().copy()
         )
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
-        theta, p, alpha, _ = _mirror_descent(
-            theta0,
-            joint,
-            matrix.__matmul__,
-            transpose.__matmul__,
-            y,
-            precision,
-            iters=iters,
-            tol=tol,
-            alpha=alpha,
-        )
+        iterate = _DenseIterate(theta0, joint, matrix)
+        alpha, _ = _mirror_descent(iterate, y, precision, iters=iters, tol=tol, alpha=alpha)
+        theta, p = iterate.theta, iterate.p
         table = p.reshape(self.shape)
         return TreeFit(
             {self.full: theta.reshape(self.shape)},

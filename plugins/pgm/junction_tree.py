@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -237,6 +239,61 @@ class JunctionTree:
         """The node tables of a flat vector (views)."""
         return {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
 
+    @functools.cached_property
+    def compiled(self) -> CompiledTree:
+        """The tree as the compiled kernels take it (built on first use)."""
+        return CompiledTree(self)
+
+
+class CompiledTree:
+    """A junction tree's message passing as flat index maps for `kernels.calibrate`.
+
+    The collect edges are `JunctionTree._upward` (each child before its parent), each with a
+    plan (`kernels.Plans`) for the child's and for the parent's table onto their separator.
+    Scratch buffers are allocated once and reused by every call.
+    """
+
+    def __init__(self, tree: JunctionTree) -> None:
+        from . import kernels
+
+        dom = tree.domain
+        index = {n: i for i, n in enumerate(tree.nodes)}
+        plans = kernels.Plans()
+        child, parent, child_plan, parent_plan, sep_size = [], [], [], [], []
+        for n, p, _link in tree._upward:
+            child.append(index[n])
+            parent.append(index[p])
+            child_plan.append(plans.add(tree.shapes[n], [k for k, a in enumerate(n) if a in p]))
+            parent_plan.append(plans.add(tree.shapes[p], [k for k, a in enumerate(p) if a in n]))
+            sep_size.append(math.prod(dom[a] for a in n if a in p))
+        self.starts = kernels.as_index(tree._starts)
+        self.sizes = kernels.as_index(tree._sizes)
+        self.child = kernels.as_index(child)
+        self.parent = kernels.as_index(parent)
+        self.child_plan = kernels.as_index(child_plan)
+        self.parent_plan = kernels.as_index(parent_plan)
+        self.sep_size = kernels.as_index(sep_size)
+        self.sep_at = kernels.as_index(_starts_of(sep_size))
+        self.roots = kernels.as_index([index[r] for r in tree.roots])
+        self.rescale = bool(tree._rescale)
+        self.plans = plans.arrays()
+        cells = int(self.sizes.sum())
+        self._scratch = np.empty(cells)
+        self._sent = np.empty(max(1, int(self.sep_size.sum())))
+        self._buf = np.empty(max(1, int(self.sep_size.max(initial=1))))
+
+    def calibrate(self, probs: np.ndarray, out: np.ndarray, total: float) -> np.ndarray:
+        """Node marginals into `out` (counts summing to `total`) of node tables `probs` (at most
+        1 a cell: exp of the log-potentials less each node's maximum)."""
+        from . import kernels
+
+        kernels.calibrate(
+            probs, self._scratch, out, self._sent, self._buf, self.starts, self.sizes,
+            self.child, self.parent, self.child_plan, self.parent_plan, self.sep_at,
+            self.sep_size, self.roots, float(total), self.rescale, *self.plans,
+        )
+        return out
+
 
 #: `JunctionTree.calibrate_nodes` normalises the roots of up to this many components one by one,
 #: more in one pass over every cell.
@@ -270,6 +327,11 @@ def _sum_axes(table: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
                 table,
             )
     return table
+
+
+def _starts_of(sizes: Sequence[int]) -> list[int]:
+    """Where each of consecutive blocks of `sizes` starts."""
+    return [0, *itertools.accumulate(sizes)][: len(sizes)]
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:

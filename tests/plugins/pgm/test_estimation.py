@@ -303,8 +303,9 @@ def test_work_bound_caps_iterations_by_model_cells(dom) -> None:
     calls: list[int] = []
     tree = engine.tree(tuple(tuple(dom.canonical(c)) for c in mbi.clique_utils.maximal_subset(
         list(log.cliques))))
-    original = tree.calibrate_nodes
-    tree.calibrate_nodes = lambda phi, total: calls.append(1) or original(phi, total)
+    compiled = tree.compiled
+    original = compiled.calibrate
+    compiled.calibrate = lambda probs, out, total: calls.append(1) or original(probs, out, total)
     cells = tree.offsets[tree.nodes[-1]][1]
     engine.estimate(log, iters=500, max_work=7 * cells)
     assert len(calls) == 1 + 7  # the initial pass, then seven iterations

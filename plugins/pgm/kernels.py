@@ -1,0 +1,487 @@
+"""Compiled inner loops of mirror descent on a junction tree (numba).
+
+One iteration of mirror descent on a model of a few thousand cells is a few dozen passes over
+small arrays; in numpy each pass is a call whose overhead (1-3 microseconds) outweighs its
+work, and a broadcast over a strided table costs several times a contiguous pass. Here each
+step of an iteration is one compiled call over flat arrays:
+
+- `exponentiate`: every node's table of probabilities, exp(phi - max phi) per node;
+- `propose`: the next iterate in probability space, the current tables times exp(-a g) on
+  the measured cells (one exponential per measured cell instead of one per model cell);
+- `calibrate`: message passing (collect, then distribute) on the node tables;
+- `project`: the measured marginals of the calibrated node marginals;
+- `lift`: a vector on the measured cells added into the node tables (`project`'s transpose).
+
+Every one of them is made of two moves between a table and its marginal on some of its axes
+(C order, the marginal's axes in the table's order): summing the table onto the marginal
+(`_reduce`) and multiplying (or adding) the marginal into the table (`_broadcast`). A
+`Plans` entry describes one such pair by the table's axes merged into runs of kept and
+dropped axes: the last two runs are looped over directly (contiguous), the runs before them
+through a small map from each outer row to its marginal cells.
+
+Compiled on first use and cached on disk beside this module (numba's `cache=True`), so only
+the first run after installation pays the compilation (a few seconds).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+_JIT: Any = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"reassoc"}}
+
+#: `propose` declines a step (the caller computes it from the log-potentials instead) when a
+#: measured cell's factor, relative to its clique's largest, falls below exp(-FACTOR_RANGE),
+#: or a node's largest cell below NODE_FLOOR: products of factors could then underflow.
+FACTOR_RANGE = 300.0
+NODE_FLOOR = 1e-200
+
+
+class Plans:
+    """Reductions of tables onto marginals, as flat arrays for the kernels.
+
+    Entry q (added by `add`): the table's axes are merged into runs; `inner[q]` says whether
+    the last run is kept (0) or dropped (1), `width[q]` is the length of the run before it and
+    `length[q]` of the last; the runs before those two form `rows[q]` outer rows, the r-th of
+    which lands at marginal cell `outer[outer_at[q] + r]` times the kept cells of the last two
+    runs.
+    """
+
+    def __init__(self) -> None:
+        self._inner: list[int] = []
+        self._width: list[int] = []
+        self._length: list[int] = []
+        self._rows: list[int] = []
+        self._outer_at: list[int] = []
+        self._outer: list[np.ndarray] = []
+        self._used = 0
+
+    def add(self, shape: Sequence[int], kept: Sequence[int]) -> int:
+        """A plan for summing a table of `shape` onto its axes `kept` (ascending); its index."""
+        inner, width, length, cells = _plan(tuple(shape), tuple(kept))
+        self._inner.append(inner)
+        self._width.append(width)
+        self._length.append(length)
+        self._rows.append(int(cells.size))
+        self._outer_at.append(self._used)
+        self._outer.append(cells)
+        self._used += int(cells.size)
+        return len(self._inner) - 1
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(inner, width, length, rows, outer_at, outer), as the kernels take them."""
+        outer = np.concatenate(self._outer) if self._outer else np.zeros(0, dtype=np.int64)
+        return tuple(
+            as_index(a)
+            for a in (self._inner, self._width, self._length, self._rows, self._outer_at, outer)
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(shape: tuple[int, ...], kept: tuple[int, ...]) -> tuple[int, int, int, np.ndarray]:
+    """(inner, width, length, outer cells) of `Plans.add` (cached: the same tables and
+    marginals recur in every round of an adaptive mechanism)."""
+    runs: list[list[int]] = []  # [length, kept?]
+    for axis, size in enumerate(shape):
+        keep = int(axis in kept)
+        if runs and runs[-1][1] == keep:
+            runs[-1][0] *= size
+        else:
+            runs.append([size, keep])
+    if len(runs) == 1:  # all kept or all dropped: a run of one in front
+        runs.insert(0, [1, 1 - runs[0][1]])
+    (width, _), (length, last_kept) = runs[-2], runs[-1]
+    inner_kept = length if last_kept else width
+    outer_shape = tuple(r[0] for r in runs[:-2])
+    outer_kept = tuple(k for k, r in enumerate(runs[:-2]) if r[1])
+    rows = math.prod(outer_shape)
+    if outer_kept:
+        grid = np.indices(outer_shape).reshape(len(outer_shape), rows)
+        cells = np.ravel_multi_index(
+            tuple(grid[k] for k in outer_kept), tuple(outer_shape[k] for k in outer_kept)
+        )
+    else:
+        cells = np.zeros(rows, dtype=np.int64)
+    cells = as_index(cells * inner_kept)
+    cells.setflags(write=False)
+    return (0 if last_kept else 1), width, length, cells
+
+
+@numba.njit(inline="always", **_JIT)
+def _reduce(src, s0, dst, d0, q, inner, width, length, rows, outer_at, outer):  # pragma: no cover
+    """dst[d0:] += plan q's marginal of the table at src[s0:]."""
+    w = width[q]
+    n = length[q]
+    row = w * n
+    at = outer_at[q]
+    for r in range(rows[q]):
+        base = s0 + r * row
+        t = d0 + outer[at + r]
+        if inner[q] == 0:  # dst[t + i] += sum over j of src[base + j n + i]
+            if n == 2:  # a short last run: one sum per kept cell, over the run before it
+                a0 = 0.0
+                a1 = 0.0
+                for j in range(w):
+                    a0 += src[base + 2 * j]
+                    a1 += src[base + 2 * j + 1]
+                dst[t] += a0
+                dst[t + 1] += a1
+            else:
+                for j in range(w):
+                    b = base + j * n
+                    for i in range(n):
+                        dst[t + i] += src[b + i]
+        elif n == 2:  # dst[t + j] += sum over i of src[base + j n + i]
+            for j in range(w):
+                dst[t + j] += src[base + 2 * j] + src[base + 2 * j + 1]
+        else:
+            for j in range(w):
+                b = base + j * n
+                acc = 0.0
+                for i in range(n):
+                    acc += src[b + i]
+                dst[t + j] += acc
+
+
+@numba.njit(inline="always", **_JIT)
+def _broadcast(
+    src, s0, dst, d0, f, f0, add, q, inner, width, length, rows, outer_at, outer
+):  # pragma: no cover
+    """dst[d0 + k] = src[s0 + k] * f[f0 + cell(k)] (or + when `add`) over plan q's table, where
+    cell(k) is the marginal cell of table cell k."""
+    w = width[q]
+    n = length[q]
+    row = w * n
+    at = outer_at[q]
+    for r in range(rows[q]):
+        base = r * row
+        t = f0 + outer[at + r]
+        if inner[q] == 0:
+            if n == 2:
+                v0 = f[t]
+                v1 = f[t + 1]
+                if add:
+                    for j in range(w):
+                        dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] + v0
+                        dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] + v1
+                else:
+                    for j in range(w):
+                        dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] * v0
+                        dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] * v1
+                continue
+            for j in range(w):
+                b = base + j * n
+                if add:
+                    for i in range(n):
+                        dst[d0 + b + i] = src[s0 + b + i] + f[t + i]
+                else:
+                    for i in range(n):
+                        dst[d0 + b + i] = src[s0 + b + i] * f[t + i]
+        elif n == 2:
+            if add:
+                for j in range(w):
+                    v = f[t + j]
+                    dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] + v
+                    dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] + v
+            else:
+                for j in range(w):
+                    v = f[t + j]
+                    dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] * v
+                    dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] * v
+        else:
+            for j in range(w):
+                b = base + j * n
+                v = f[t + j]
+                if add:
+                    for i in range(n):
+                        dst[d0 + b + i] = src[s0 + b + i] + v
+                else:
+                    for i in range(n):
+                        dst[d0 + b + i] = src[s0 + b + i] * v
+
+
+@numba.njit(**_JIT)
+def exponentiate(phi, starts, sizes, probs):  # pragma: no cover - compiled
+    """probs = exp(phi - max) node by node (a node whose maximum is not finite: shift 0)."""
+    for i in range(starts.size):
+        s = starts[i]
+        e = s + sizes[i]
+        top = -np.inf
+        for k in range(s, e):
+            if phi[k] > top:
+                top = phi[k]
+        if not np.isfinite(top):
+            top = 0.0
+        for k in range(s, e):
+            probs[k] = math.exp(phi[k] - top)
+
+
+@numba.njit(**_JIT)
+def calibrate(
+    probs,
+    scratch,
+    out,
+    sent,
+    buf,
+    starts,
+    sizes,
+    child,
+    parent,
+    child_plan,
+    parent_plan,
+    sep_at,
+    sep_size,
+    roots,
+    total,
+    rescale,
+    inner,
+    width,
+    length,
+    rows,
+    outer_at,
+    outer,
+):  # pragma: no cover - compiled
+    """Node marginals `out` (counts summing to `total` in every component) of the node tables
+    `probs` (each at most 1 a cell, left unchanged; `scratch` is overwritten).
+
+    Collect: each child's separator sums (`sent`, rescaled to a maximum of 1 when `rescale`)
+    multiply into its parent. Roots are scaled to `total`. Distribute: each child's marginal
+    is its collected table times the ratio of its parent's separator marginal to the message
+    it sent (0 where it sent 0).
+    """
+    for k in range(probs.size):
+        scratch[k] = probs[k]
+    for e in range(child.size):
+        ss = sep_at[e]
+        sz = sep_size[e]
+        for t in range(ss, ss + sz):
+            sent[t] = 0.0
+        _reduce(
+            scratch,
+            starts[child[e]],
+            sent,
+            ss,
+            child_plan[e],
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+        if rescale:
+            top = 0.0
+            for t in range(ss, ss + sz):
+                if sent[t] > top:
+                    top = sent[t]
+            if top > 0.0:
+                for t in range(sz):
+                    buf[t] = sent[ss + t] / top
+                p0 = starts[parent[e]]
+                _broadcast(
+                    scratch,
+                    p0,
+                    scratch,
+                    p0,
+                    buf,
+                    0,
+                    False,
+                    parent_plan[e],
+                    inner,
+                    width,
+                    length,
+                    rows,
+                    outer_at,
+                    outer,
+                )
+                continue
+        p0 = starts[parent[e]]
+        _broadcast(
+            scratch,
+            p0,
+            scratch,
+            p0,
+            sent,
+            ss,
+            False,
+            parent_plan[e],
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+    for r in roots:
+        s = starts[r]
+        e = s + sizes[r]
+        mass = 0.0
+        for k in range(s, e):
+            mass += scratch[k]
+        factor = total / mass if mass > 0.0 else 0.0
+        for k in range(s, e):
+            out[k] = scratch[k] * factor
+    for e in range(child.size - 1, -1, -1):
+        ss = sep_at[e]
+        sz = sep_size[e]
+        for t in range(sz):
+            buf[t] = 0.0
+        _reduce(
+            out,
+            starts[parent[e]],
+            buf,
+            0,
+            parent_plan[e],
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+        for t in range(sz):
+            raw = sent[ss + t]
+            buf[t] = buf[t] / raw if raw > 0.0 else 0.0
+        c0 = starts[child[e]]
+        _broadcast(
+            scratch,
+            c0,
+            out,
+            c0,
+            buf,
+            0,
+            False,
+            child_plan[e],
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+
+
+@numba.njit(**_JIT)
+def project(
+    mu, m, host_at, measured_at, measured_end, inner, width, length, rows, outer_at, outer
+):  # pragma: no cover - compiled
+    """m = the measured marginals of node marginals `mu` (clique j from the node at
+    host_at[j], by plan j)."""
+    for t in range(m.size):
+        m[t] = 0.0
+    for j in range(host_at.size):
+        _reduce(mu, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer)
+
+
+@numba.njit(**_JIT)
+def lift(
+    v, phi, host_at, measured_at, measured_end, inner, width, length, rows, outer_at, outer
+):  # pragma: no cover - compiled
+    """phi += the transpose of `project` applied to `v` (a vector on the measured cells)."""
+    for j in range(host_at.size):
+        h = host_at[j]
+        _broadcast(
+            phi,
+            h,
+            phi,
+            h,
+            v,
+            measured_at[j],
+            True,
+            j,
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+
+
+@numba.njit(**_JIT)
+def propose(
+    current,
+    g,
+    step,
+    factors,
+    new,
+    starts,
+    sizes,
+    host_at,
+    measured_at,
+    measured_end,
+    factor_range,
+    node_floor,
+    inner,
+    width,
+    length,
+    rows,
+    outer_at,
+    outer,
+):  # pragma: no cover - compiled
+    """new = current * exp(-step * lift(g)), renormalised to a maximum of 1 per node.
+
+    exp(-step * g) is taken on the measured cells, shifted within each measured clique so
+    that its largest factor is 1 (a constant per node, which the calibration's normalisation
+    removes), and multiplied into the host node's cells. Returns False, leaving `new`
+    unspecified, when a factor falls below exp(-factor_range) or a node's largest cell below
+    `node_floor`: the step must then be taken from the log-potentials.
+    """
+    for j in range(host_at.size):
+        lo = measured_at[j]
+        hi = measured_end[j]
+        top = -np.inf
+        for t in range(lo, hi):
+            f = -step * g[t]
+            factors[t] = f
+            if f > top:
+                top = f
+        for t in range(lo, hi):
+            f = factors[t] - top
+            if not f >= -factor_range:  # also catches NaN
+                return False
+            factors[t] = math.exp(f)
+    for k in range(current.size):
+        new[k] = current[k]
+    for j in range(host_at.size):
+        h = host_at[j]
+        _broadcast(
+            new,
+            h,
+            new,
+            h,
+            factors,
+            measured_at[j],
+            False,
+            j,
+            inner,
+            width,
+            length,
+            rows,
+            outer_at,
+            outer,
+        )
+    for i in range(starts.size):
+        s = starts[i]
+        e = s + sizes[i]
+        top = 0.0
+        for k in range(s, e):
+            if new[k] > top:
+                top = new[k]
+        if not top >= node_floor:
+            return False
+        if top != 1.0:
+            inv = 1.0 / top
+            for k in range(s, e):
+                new[k] *= inv
+    return True
+
+
+def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
+    """An index map as the kernels take it (int64, contiguous)."""
+    return np.ascontiguousarray(np.asarray(values, dtype=np.int64))
