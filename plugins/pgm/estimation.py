@@ -90,15 +90,18 @@ def _armijo_blocks(
 
 
 class _Iterate(Protocol):
-    """What `_mirror_descent` moves: a model's log-potentials and their marginals."""
+    """What `_mirror_descent` moves: a model's log-potentials, their measured marginals m and
+    the loss's gradient g = precision * (m - y) there."""
 
-    def measured(self) -> np.ndarray:
-        """The measured marginals of the current iterate."""
+    m: np.ndarray
+    g: np.ndarray
+    loss: float
 
-    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
-        """The measured marginals of the current log-potentials moved by -step * A^T g, where
-        A maps the model to its measured marginals (the current ones are A^T `travelled` less
-        than the starting ones); the proposal is kept until the next call."""
+    def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
+        """Move the current log-potentials by -step * A^T g, where A maps the model to its
+        measured marginals (the current potentials are the starting ones less A^T
+        `travelled`); return the proposal's loss and <g, m - m'>, its measured marginals m'.
+        The proposal is kept until the next call."""
 
     def accept(self) -> None:
         """Make the last proposal the current iterate."""
@@ -106,8 +109,6 @@ class _Iterate(Protocol):
 
 def _mirror_descent(
     iterate: _Iterate,
-    y: np.ndarray,
-    precision: np.ndarray,
     *,
     iters: int,
     tol: float | None,
@@ -118,8 +119,9 @@ def _mirror_descent(
     """mbi's mirror descent on a model's log-potentials (McKenna et al. 2019, Algorithm 1).
 
     The loss is 0.5 * sum(precision * (m - y)^2) on the measured marginals m; steps follow
-    `_armijo_blocks`. One pass over the model per iteration suffices, since a rejected step
-    keeps the current marginals.
+    `_armijo_blocks` (a step a is accepted when the loss falls by at least half the decrease
+    its linearisation predicts, a <g, m - m'>). One pass over the model per iteration
+    suffices, since a rejected step keeps the current marginals.
 
     With `watch` = (start, stop), a slice of the stacked measured marginals (one measured
     clique), the fit stops after the first block in which that marginal moved (L1) by at most
@@ -131,41 +133,28 @@ def _mirror_descent(
         s = sum a_k g_k: the log-potentials moved by -A^T s, so any other linear
         parametrisation of them moves by its own map of s.
     """
-    state: dict[str, Any] = {}
-    travelled = np.zeros_like(y)
-
-    def residual(m: np.ndarray) -> tuple[np.ndarray, float]:
-        """The loss's gradient with respect to the measured marginals `m`, and the loss."""
-        diff = m - y
-        g = precision * diff
-        return g, 0.5 * _inner(g, diff)
-
-    m0 = iterate.measured()
-    g0, loss0 = residual(m0)
-    state.update(m=m0, g=g0, loss=loss0)
+    travelled = np.zeros_like(iterate.m)
 
     def step(a: float) -> bool:
-        m2 = iterate.propose(a, state["g"], travelled)
-        g2, loss2 = residual(m2)
-        if state["loss"] - loss2 >= 0.5 * a * _inner(state["g"], state["m"] - m2):
-            np.add(travelled, a * state["g"], out=travelled)
+        loss, lin = iterate.propose(a, travelled)
+        if iterate.loss - loss >= 0.5 * a * lin:
+            np.add(travelled, a * iterate.g, out=travelled)
             iterate.accept()
-            state.update(m=m2, g=g2, loss=loss2)
             return True
         return False
 
     settled = None
     if watch is not None:
-        first = state["m"][slice(*watch)].copy()
+        first = iterate.m[slice(*watch)].copy()
         last = [first]
 
         def settled() -> bool:
-            now = state["m"][slice(*watch)]
+            now = iterate.m[slice(*watch)]
             change = float(np.abs(now - last[0]).sum())
             last[0] = now.copy()
             return change <= settle_share * float(np.abs(now - first).sum())
 
-    alpha = _armijo_blocks(step, lambda: state["loss"], iters, tol, alpha, settled=settled)
+    alpha = _armijo_blocks(step, lambda: iterate.loss, iters, tol, alpha, settled=settled)
     return alpha, travelled
 
 
@@ -246,35 +235,41 @@ class _TreeIterate:
         self.probs, self._probs = np.empty(cells), np.empty(cells)
         self.mu, self._mu = np.empty(cells), np.empty(cells)
         self.m, self._m = np.empty(measured), np.empty(measured)
+        self.g, self._g = np.empty(measured), np.empty(measured)
         self._factors = np.empty(measured)
         self._exact = True
         self._since_exact = 0
         kernels.exponentiate(phi, self.tree.starts, self.tree.sizes, self.probs)
         self.tree.calibrate(self.probs, self.mu, self.total)
         terms.project(self.mu, self.m)
+        self.loss = self._loss = kernels.score(
+            self.m, terms.y, terms.precision, self.g, self.m, self.g
+        )[0]
 
-    def measured(self) -> np.ndarray:
-        return self.m
-
-    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
+    def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
         t, terms = self.tree, self.terms
         self._exact = self._since_exact >= EXACT_EVERY or not kernels.propose(
-            self.probs, g, float(step), self._factors, self._probs, t.starts, t.sizes,
+            self.probs, self.g, float(step), self._factors, self._probs, t.starts, t.sizes,
             terms.host_at, terms.measured_at, terms.measured_end, kernels.FACTOR_RANGE,
             kernels.NODE_FLOOR, *terms.plans,
         )
         if self._exact:
             phi = self.phi0.copy()
-            terms.lift(-(travelled + step * g), phi)
+            terms.lift(-(travelled + step * self.g), phi)
             kernels.exponentiate(phi, t.starts, t.sizes, self._probs)
         t.calibrate(self._probs, self._mu, self.total)
         terms.project(self._mu, self._m)
-        return self._m
+        self._loss, lin = kernels.score(
+            self._m, terms.y, terms.precision, self._g, self.m, self.g
+        )
+        return self._loss, lin
 
     def accept(self) -> None:
         self.probs, self._probs = self._probs, self.probs
         self.mu, self._mu = self._mu, self.mu
         self.m, self._m = self._m, self.m
+        self.g, self._g = self._g, self.g
+        self.loss = self._loss
         self._since_exact = 0 if self._exact else self._since_exact + 1
 
 
@@ -283,29 +278,41 @@ class _DenseIterate:
     measured marginals `matrix @ p` of the joint `p`."""
 
     def __init__(
-        self, theta: np.ndarray, joint: Callable[[np.ndarray], np.ndarray], matrix: Any
+        self,
+        theta: np.ndarray,
+        joint: Callable[[np.ndarray], np.ndarray],
+        matrix: Any,
+        y: np.ndarray,
+        precision: np.ndarray,
     ) -> None:
         self.theta, self.joint, self.matrix = theta, joint, matrix
+        self.y, self.precision = y, precision
         self.transpose = matrix.T.tocsr()
         self.p = joint(theta)
-        self._g: np.ndarray | None = None
-        self._grad = np.empty(0)
-        self._next: tuple[np.ndarray, np.ndarray] | None = None
+        self.m = matrix @ self.p
+        self.g, self.loss = self._residual(self.m)
+        self._grad: np.ndarray | None = None
+        self._next: tuple[Any, ...] | None = None
 
-    def measured(self) -> np.ndarray:
-        return self.matrix @ self.p
+    def _residual(self, m: np.ndarray) -> tuple[np.ndarray, float]:
+        diff = m - self.y
+        g = self.precision * diff
+        return g, 0.5 * _inner(g, diff)
 
-    def propose(self, step: float, g: np.ndarray, travelled: np.ndarray) -> np.ndarray:
-        if g is not self._g:  # a rejected step retries the same gradient
-            self._g, self._grad = g, self.transpose @ g
+    def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
+        if self._grad is None:  # a rejected step retries the same gradient
+            self._grad = self.transpose @ self.g
         theta = self.theta - step * self._grad
         p = self.joint(theta)
-        self._next = (theta, p)
-        return self.matrix @ p
+        m = self.matrix @ p
+        g, loss = self._residual(m)
+        self._next = (theta, p, m, g, loss)
+        return loss, _inner(self.g, self.m - m)
 
     def accept(self) -> None:
         assert self._next is not None
-        self.theta, self.p = self._next
+        self.theta, self.p, self.m, self.g, self.loss = self._next
+        self._grad = None
 
 
 @dataclass
@@ -407,8 +414,6 @@ class TreeMirrorDescent:
         iterate = _TreeIterate(tree, terms, tree.gather @ theta, total)
         alpha, travelled = _mirror_descent(
             iterate,
-            terms.y,
-            terms.precision,
             iters=iters,
             tol=tol,
             alpha=alpha,
@@ -495,8 +500,8 @@ class DenseMirrorDescent:
             else warm_start.potentials[self.full].ravel().copy()
         )
         alpha = max(2.0 / (lipschitz * total), step_size or 0.0)
-        iterate = _DenseIterate(theta0, joint, matrix)
-        alpha, _ = _mirror_descent(iterate, y, precision, iters=iters, tol=tol, alpha=alpha)
+        iterate = _DenseIterate(theta0, joint, matrix, y, precision)
+        alpha, _ = _mirror_descent(iterate, iters=iters, tol=tol, alpha=alpha)
         theta, p = iterate.theta, iterate.p
         table = p.reshape(self.shape)
         return TreeFit(

@@ -111,29 +111,11 @@ class JunctionTree:
             (n, parent_of[n], self._link[(parent_of[n], n)])
             for n in self.postorder if n in parent_of
         ]
-        self._downward = {
-            n: [(c, self._link[(n, c)]) for c in self.children[n]] for n in self.nodes
-        }
-        # `calibrate_nodes`: the axes each separator sum removes, in the order they are summed
-        # (one at a time, each index already shifted by the axes summed before it: numpy sums
-        # one axis at a time several times faster than several at once), and one scratch
-        # table per node (its scaled probabilities, overwritten by every pass).
-        self._sep_axes: dict[tuple[Clique, Clique], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        for (parent, child), (out_child, out_parent, _ic, _ip) in self._link.items():
-            self._sep_axes[(parent, child)] = (
-                tuple(ax - i for i, ax in enumerate(out_parent)),
-                tuple(ax - i for i, ax in enumerate(out_child)),
-            )
-        self._slices = {n: slice(*self.offsets[n]) for n in self.nodes}
         self._starts = np.array([self.offsets[n][0] for n in self.nodes], dtype=np.intp)
         self._sizes = np.array([dom.size(n) for n in self.nodes], dtype=np.intp)
-        self._scratch_flat = np.empty(int(self._sizes.sum()))
         # Every scaled table is at most 1 a cell, so a message is at most the product of the
         # cells below it: below e^600 in all, messages need no rescaling to stay finite.
         self._rescale = float(np.log(self._sizes).sum()) >= 600.0
-        self._scratch = {
-            n: self._scratch_flat[self._slices[n]].reshape(self.shapes[n]) for n in self.nodes
-        }
 
     def calibrate(self, theta: np.ndarray, total: float) -> np.ndarray:
         """Node marginals (counts summing to `total`, flat as `offsets`) for log-potentials
@@ -168,71 +150,6 @@ class JunctionTree:
                     _out_child, out_parent, in_child, in_parent = self._link[(n, child)]
                     down = np.log(p.sum(axis=out_parent, keepdims=True)).reshape(in_child)
                     beliefs[child] += down + top - up[child]
-        return out
-
-    def calibrate_scaled(self, theta: np.ndarray, total: float) -> np.ndarray:
-        """`calibrate` with one exponential per cell: messages passed as scaled probabilities.
-
-        Each node's table is exponentiated once (shifted by its maximum); the collect pass
-        multiplies children's separator sums (each rescaled to a maximum of 1) into their
-        parents, and the distribute pass multiplies each child by the ratio of its parent's
-        calibrated separator marginal to the message the child sent. The same marginals as
-        `calibrate` up to rounding, at about half its cost on large tables: on a processor
-        without AVX-512, numpy's float64 `exp` costs ~10 ns a cell and dominates. A cell whose
-        probability underflows relative to its node's largest (below e^-745) becomes 0.
-        """
-        return self.calibrate_nodes(self.gather @ theta, total)
-
-    def calibrate_nodes(self, phi: np.ndarray, total: float) -> np.ndarray:
-        """`calibrate_scaled` from node log-potentials `phi` (flat as `offsets`): each node's
-        table is the sum of the potentials of the cliques it hosts, or any other split of the
-        same joint log-potential over the nodes (the marginals depend on the sum only).
-
-        One exponential per cell, in one call, into a preallocated vector of the node tables;
-        separator sums one axis at a time; messages rescaled only when the tree's cells could
-        overflow them; no renormalisation below the roots: a child's calibrated table is its
-        table times the ratio of its parent's separator marginal to the child's own separator
-        sum, which sums to the root's total already. Equal to `calibrate` up to rounding.
-        """
-        probs = self._scratch
-        sent: dict[Clique, np.ndarray] = {}
-        top = np.maximum.reduceat(phi, self._starts)
-        top[~np.isfinite(top)] = 0.0
-        flat = self._scratch_flat
-        np.subtract(phi, np.repeat(top, self._sizes), out=flat)
-        np.exp(flat, out=flat)
-        for n, p, (_out_child, _out_parent, in_child, in_parent) in self._upward:
-            msg = _sum_axes(probs[n], self._sep_axes[(p, n)][1])
-            sent[n] = msg.reshape(in_child)
-            if self._rescale:
-                scale = float(msg.max())
-                msg = msg / scale if scale > 0 else msg
-            probs[p] *= msg.reshape(in_parent)
-        out = np.empty_like(phi)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if len(self.roots) > _ROOTS_ONE_BY_ONE:
-                # Many components (lone columns): every node scaled in one pass, the
-                # distribution below then overwrites the nodes that are not roots.
-                mass = np.add.reduceat(flat, self._starts)
-                scale = np.divide(total, mass, out=np.zeros_like(mass), where=mass > 0)
-                np.multiply(flat, np.repeat(scale, self._sizes), out=out)
-            else:
-                for root in self.roots:
-                    q = probs[root]
-                    mass = float(q.sum())
-                    view = out[self._slices[root]].reshape(self.shapes[root])
-                    np.multiply(q, total / mass if mass > 0 else 0.0, out=view)
-            for n in self.preorder:
-                view = out[self._slices[n]].reshape(self.shapes[n])
-                for child, (_out_child, _out_parent, in_child, _in_parent) in self._downward[n]:
-                    sep = _sum_axes(view, self._sep_axes[(n, child)][0]).reshape(in_child)
-                    raw = sent[child]
-                    # Where the child sent 0, its parent's separator marginal is 0 too.
-                    np.divide(sep, raw, out=sep, where=raw > 0)
-                    np.multiply(
-                        probs[child], sep,
-                        out=out[self._slices[child]].reshape(self.shapes[child]),
-                    )
         return out
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
@@ -294,10 +211,6 @@ class CompiledTree:
         )
         return out
 
-
-#: `JunctionTree.calibrate_nodes` normalises the roots of up to this many components one by one,
-#: more in one pass over every cell.
-_ROOTS_ONE_BY_ONE = 4
 
 #: `_sum_axes` sums an inner axis of at most this length as slices added one by one: numpy
 #: reduces a short inner axis several times slower than it adds the slices.

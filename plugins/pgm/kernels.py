@@ -485,3 +485,31 @@ def propose(
 def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
     """An index map as the kernels take it (int64, contiguous)."""
     return np.ascontiguousarray(np.asarray(values, dtype=np.int64))
+
+
+@numba.njit(**_JIT)
+def score(m, y, precision, g, current_m, current_g):  # pragma: no cover - compiled
+    """The loss 0.5 * sum(precision (m - y)^2) at measured marginals `m`, its gradient into
+    `g`, and <current_g, current_m - m> (the decrease a step from the current iterate to `m`
+    is expected to bring, per unit step)."""
+    loss = 0.0
+    lin = 0.0
+    for t in range(m.size):
+        diff = m[t] - y[t]
+        gt = precision[t] * diff
+        g[t] = gt
+        loss += gt * diff
+        lin += current_g[t] * (current_m[t] - m[t])
+    return 0.5 * loss, lin
+
+
+def _initialise() -> None:
+    """Call one kernel on a table of one cell. numba's first call in a process sets up its
+    compiler and typing machinery (about 0.4 s on a 2-core machine, whatever the kernel);
+    done here, it is paid where the imports of numba, JAX and mbi are, not inside the first
+    fit."""
+    one = as_index([1])
+    exponentiate(np.zeros(1), as_index([0]), one, np.empty(1))
+
+
+_initialise()
