@@ -1,9 +1,9 @@
 """The graphical-model engine AIM and MST share: measurements, junction trees, estimation, sampling.
 
-It is the project's own numpy implementation of mbi's algorithms (McKenna, Sheldon & Miklau
-2019; the `mbi` package supplies domains, model-size estimates, and an alternative JAX
-estimator), laid out as mbi is: `domain`, `measurements`, `junction_tree`, `estimation`,
-`sampling`.
+It is the project's own implementation of mbi's algorithms (McKenna, Sheldon & Miklau 2019),
+in numpy with mirror descent's inner loops in numba (`kernels`); the `mbi` package supplies
+domains, model-size estimates and an alternative JAX estimator. Laid out as mbi is:
+`domain`, `measurements`, `junction_tree`, `estimation`, `sampling`, plus `kernels`.
 """
 
 import os

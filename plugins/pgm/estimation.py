@@ -1,4 +1,5 @@
-"""Estimation: mbi's mirror descent in numpy, on a junction tree or on the joint table.
+"""Estimation: mbi's mirror descent, on a junction tree (compiled kernels) or on the joint
+table (numpy).
 
 Where the time goes in an adaptive mechanism on mbi (profiled on this project's datasets, see
 docs/aim.md): every `estimate` call whose loss has a new structure (a new list of
@@ -6,8 +7,9 @@ measurements) re-traces and re-compiles mbi's JAX mirror-descent program, and ev
 out-of-model marginal asked of a model (`MarkovRandomField.project` -> `variable_elimination`)
 compiles once per (model structure, clique); on a 2-core CPU one compilation for 14 columns
 takes 10-30 s while 1000 iterations of the compiled program take 0.1 s. The estimators here
-run the same algorithm in numpy (nothing to compile) on the junction tree or, for small
-domains, on the joint table; `estimate_graph` keeps mbi's own estimator available.
+run the same algorithm on the junction tree, in a handful of numba kernels that do not depend
+on the model's structure (compiled once, cached on disk: `kernels`), or, for small domains,
+on the joint table in numpy; `estimate_graph` keeps mbi's own estimator available.
 """
 
 from __future__ import annotations
@@ -331,19 +333,21 @@ class TreeFit:
 
 
 class TreeMirrorDescent:
-    """mbi's mirror descent, in numpy on the junction tree of the measured cliques.
+    """mbi's mirror descent on the junction tree of the measured cliques (compiled kernels).
 
     The same algorithm as `mbi.estimation.MirrorDescent`: log-potentials on the maximal
     measured cliques, initial step 2 / (L N) with mbi's Lipschitz constant L of the L2 loss and
     N the estimated total, Armijo line search (accept when the loss falls by at least half the
     linearised decrease; step x1.01 on acceptance, x0.5 on rejection), blocks of mbi's
     CALLBACK_EVERY iterations with the same `tol` rule, warm starts by moving the previous
-    potentials into the new cliques. Written in numpy so that nothing is compiled: with mbi,
-    each new set of measured cliques compiles a new program (tens of seconds on a small CPU
-    for 14 columns) while the iterations themselves take a fraction of that. One message pass
-    per iteration suffices, since a rejected step keeps the current marginals. The iterations
-    run on the junction tree's node log-potentials (the same joint log-potential, so the same
-    iterates up to rounding); the clique potentials are rebuilt from the accepted steps.
+    potentials into the new cliques. With mbi, each new set of measured cliques compiles a new
+    program (tens of seconds on a small CPU for 14 columns) while the iterations themselves
+    take a fraction of that; here the kernels take any tree as flat arrays and index plans, so
+    nothing is compiled per model. One message pass per iteration suffices, since a rejected
+    step keeps the current marginals. The iterations run on the junction tree's node tables,
+    stepped multiplicatively in probability space (`_TreeIterate`; the same joint
+    log-potential, so the same iterates up to rounding); the clique potentials are rebuilt
+    from the accepted steps.
 
     Args:
         dom: the domain.

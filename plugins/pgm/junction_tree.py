@@ -212,39 +212,32 @@ class CompiledTree:
         return out
 
 
-#: `_sum_axes` sums an inner axis of at most this length as slices added one by one: numpy
-#: reduces a short inner axis several times slower than it adds the slices.
-_SLICE_SUM_MAX = 16
-
-
-def _sum_axes(table: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """`table` summed over `axes`, one axis after the other (each index counted after the
-    axes before it are gone): the leading axis by numpy's sum, a short inner axis as a sum of
-    its slices, a long one by einsum."""
-    for ax in axes:
-        length = table.shape[ax]
-        if ax == 0 or length == 1:
-            table = table.sum(axis=ax)
-        elif length <= _SLICE_SUM_MAX:
-            index: list[Any] = [slice(None)] * table.ndim
-            index[ax] = 0
-            total = table[tuple(index)].copy()
-            for k in range(1, length):
-                index[ax] = k
-                total += table[tuple(index)]
-            table = total
-        else:
-            letters = _LETTERS[: table.ndim]
-            table = np.einsum(
-                "".join(letters) + "->" + "".join(c for i, c in enumerate(letters) if i != ax),
-                table,
-            )
-    return table
-
-
 def _starts_of(sizes: Sequence[int]) -> list[int]:
     """Where each of consecutive blocks of `sizes` starts."""
     return [0, *itertools.accumulate(sizes)][: len(sizes)]
+
+
+def _reduce_table(table: np.ndarray, kept: tuple[int, ...]) -> np.ndarray:
+    """`table` summed onto its axes `kept` (ascending), by the compiled kernel."""
+    from . import kernels
+
+    plan, at, end, shape = _single_plan(table.shape, kept)
+    out = np.empty(shape)
+    kernels.project(np.ascontiguousarray(table).ravel(), out.ravel(), at, at, end, *plan)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _single_plan(
+    shape: tuple[int, ...], kept: tuple[int, ...]
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, tuple[int, ...]]:
+    """The plan arrays of one table onto `kept`, its start and end, and the marginal's shape."""
+    from . import kernels
+
+    plans = kernels.Plans()
+    plans.add(shape, kept)
+    marginal = tuple(shape[k] for k in kept)
+    return plans.arrays(), kernels.as_index([0]), kernels.as_index([math.prod(marginal)]), marginal
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:
@@ -329,9 +322,8 @@ class TreeMarginals:
 
     def _project(self, node: Clique, clique: Clique) -> np.ndarray:
         table = self.tables[node]
-        drop = tuple(k for k, a in enumerate(node) if a not in clique)
         kept = [a for a in node if a in clique]
-        out = _sum_axes(table, tuple(ax - i for i, ax in enumerate(drop)))
+        out = _reduce_table(table, tuple(k for k, a in enumerate(node) if a in clique))
         return np.transpose(out, [kept.index(a) for a in clique]) if len(clique) > 1 else out
 
     def _subtree(self, clique: Clique, component: int) -> tuple[list[Clique], list[tuple]]:
