@@ -189,7 +189,7 @@ class _Terms:
         plans, routes = kernels.Plans(), kernels.Plans()
         hosts = []
         for c in measured:
-            node = min((n for n in tree.nodes if set(c) <= set(n)), key=dom.size)
+            node = min((n for n in tree.nodes if set(c) <= set(n)), key=tree.node_size.__getitem__)
             hosts.append(node)
             plans.add(tree.shapes[node], [k for k, a in enumerate(node) if a in c])
             parent = route[c]
@@ -415,7 +415,7 @@ class TreeMirrorDescent:
             iters = max(1, min(iters, int(max_work // max(cells, 1))))
         # Iterate on the node tables (no gather per pass); the clique potentials follow from
         # the accepted steps at the end.
-        iterate = _TreeIterate(tree, terms, tree.gather @ theta, total)
+        iterate = _TreeIterate(tree, terms, tree.node_potentials(theta), total)
         alpha, travelled = _mirror_descent(
             iterate,
             iters=iters,

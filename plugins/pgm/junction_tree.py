@@ -46,7 +46,7 @@ class JunctionTree:
     """A junction tree over a set of cliques, with what numpy message passing needs, precomputed.
 
     Node tables live in one flat vector (`offsets`), and the log-potentials of the cliques in
-    another; `gather` is the sparse map that sums clique log-potentials into node tables.
+    another; `node_potentials` sums clique log-potentials into node tables.
 
     Args:
         dom: the domain.
@@ -54,8 +54,6 @@ class JunctionTree:
     """
 
     def __init__(self, dom: mbi.Domain, cliques: Sequence[Clique]) -> None:
-        import scipy.sparse as sparse
-
         self.domain = dom
         self.cliques = tuple(tuple(dom.canonical(c)) for c in cliques)
         jtree, elimination = mbi_junction_tree.make_junction_tree(dom, list(self.cliques))
@@ -65,27 +63,21 @@ class JunctionTree:
         self.elimination: list[str] = list(elimination)
         self.nodes: list[Clique] = list(self.graph.nodes)
         self.shapes = {n: tuple(dom[a] for a in n) for n in self.nodes}
+        size = self.node_size = {n: math.prod(shape) for n, shape in self.shapes.items()}
         self.host = {
-            c: min((n for n in self.nodes if set(c) <= set(n)), key=dom.size) for c in self.cliques
+            c: min((n for n in self.nodes if set(c) <= set(n)), key=size.__getitem__)
+            for c in self.cliques
         }
-        self.offsets = _offsets([dom.size(n) for n in self.nodes], self.nodes)
-        self.clique_offsets = _offsets([dom.size(c) for c in self.cliques], self.cliques)
-        rows, cols = [], []
-        for c in self.cliques:
-            n = self.host[c]
-            rows.append(np.arange(*self.offsets[n]))
-            cols.append(self.clique_offsets[c][0] + _local_index(dom, n, c))
-        size_n, size_c = self.offsets[self.nodes[-1]][1], self.clique_offsets[self.cliques[-1]][1]
-        self.gather = sparse.csr_matrix(
-            (np.ones(sum(r.size for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(size_n, size_c),
+        self.offsets = _offsets([size[n] for n in self.nodes], self.nodes)
+        self.clique_offsets = _offsets(
+            [math.prod(dom[a] for a in c) for c in self.cliques], self.cliques
         )
         # Collect (leaves to root) then distribute, per component rooted at its largest node.
         self.component: dict[Clique, int] = {}
         self.roots: list[Clique] = []
         self.children: dict[Clique, list[Clique]] = {n: [] for n in self.nodes}
         for k, comp in enumerate(nx.connected_components(self.graph)):
-            root = max(sorted(comp), key=dom.size)
+            root = max(sorted(comp), key=size.__getitem__)
             self.roots.append(root)
             for n in comp:
                 self.component[n] = k
@@ -112,7 +104,7 @@ class JunctionTree:
             for n in self.postorder if n in parent_of
         ]
         self._starts = np.array([self.offsets[n][0] for n in self.nodes], dtype=np.intp)
-        self._sizes = np.array([dom.size(n) for n in self.nodes], dtype=np.intp)
+        self._sizes = np.array([size[n] for n in self.nodes], dtype=np.intp)
         # Every scaled table is at most 1 a cell, so a message is at most the product of the
         # cells below it: below e^600 in all, messages need no rescaling to stay finite.
         self._rescale = float(np.log(self._sizes).sum()) >= 600.0
@@ -126,7 +118,7 @@ class JunctionTree:
         separator divided by the message it received, so every node table is exponentiated
         twice at most. Components of a forest are normalised on their own.
         """
-        flat = self.gather @ theta
+        flat = self.node_potentials(theta)
         beliefs = {n: flat[slice(*self.offsets[n])].reshape(self.shapes[n]) for n in self.nodes}
         parent_of = {c: p for p in self.nodes for c in self.children[p]}
         up: dict[Clique, np.ndarray] = {}
@@ -151,6 +143,31 @@ class JunctionTree:
                     down = np.log(p.sum(axis=out_parent, keepdims=True)).reshape(in_child)
                     beliefs[child] += down + top - up[child]
         return out
+
+    def node_potentials(self, theta: np.ndarray) -> np.ndarray:
+        """Node log-potentials (flat as `offsets`): each node's table is the sum of the
+        log-potentials `theta` (flat as `clique_offsets`) of the cliques it hosts."""
+        from . import kernels
+
+        phi = np.zeros(int(self._sizes.sum()))
+        kernels.lift(theta, phi, *self._hosting)
+        return phi
+
+    @functools.cached_property
+    def _hosting(self) -> tuple[np.ndarray, ...]:
+        """`kernels.lift`'s maps from the cliques' tables into their host nodes."""
+        from . import kernels
+
+        plans = kernels.Plans()
+        for c in self.cliques:
+            n = self.host[c]
+            plans.add(self.shapes[n], [k for k, a in enumerate(n) if a in c])
+        return (
+            kernels.as_index([self.offsets[self.host[c]][0] for c in self.cliques]),
+            kernels.as_index([self.clique_offsets[c][0] for c in self.cliques]),
+            kernels.as_index([self.clique_offsets[c][1] for c in self.cliques]),
+            *plans.arrays(),
+        )
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
         """The node tables of a flat vector (views)."""
@@ -353,7 +370,7 @@ class TreeMarginals:
     def _component_marginal(self, clique: Clique) -> np.ndarray:
         hosts = [n for n in self.nodes if set(clique) <= set(n)]
         if hosts:
-            return self._project(min(hosts, key=self.domain.size), clique)
+            return self._project(min(hosts, key=self.tree.node_size.__getitem__), clique)
         first = next(n for n in self.nodes if clique[0] in n)
         nodes, edges = self._subtree(clique, self.tree.component[first])
         involved = sorted(set().union(*[set(n) for n in nodes]), key=self.domain.attributes.index)

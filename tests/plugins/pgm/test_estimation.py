@@ -282,7 +282,7 @@ def test_compiled_message_passing_matches_log_space_calibration(dom) -> None:
         for scale in (0.1, 5.0, 60.0):
             theta = rng.normal(0, scale, tree.clique_offsets[tree.cliques[-1]][1])
             np.testing.assert_allclose(
-                _compiled_calibration(tree, tree.gather @ theta, 1234.0),
+                _compiled_calibration(tree, tree.node_potentials(theta), 1234.0),
                 tree.calibrate(theta, 1234.0),
                 rtol=1e-9, atol=1e-9 * 1234.0,
             )
@@ -338,7 +338,7 @@ def test_node_potentials_split_any_way_give_the_same_calibration(dom) -> None:
     tree = pgm.JunctionTree(dom, CLIQUES)
     rng = np.random.default_rng(4)
     theta = rng.normal(0, 3.0, tree.clique_offsets[tree.cliques[-1]][1])
-    phi = tree.gather @ theta
+    phi = tree.node_potentials(theta)
     # A term over ('a', 'c') moved from one node containing it to another: same joint.
     first, second = [n for n in tree.nodes if {"a", "c"} <= set(n)]
     term = rng.normal(0, 1.0, (2, 2))
