@@ -186,34 +186,65 @@ class _Terms:
         self.precision = log.loss_weights()
         offsets = _offsets([v.size for v, _ in values], measured)
         self.offsets = offsets
+        # Entries from the largest measured clique down: each is read from the smallest of its
+        # host node and the measured cliques before it that contain it (a measured marginal
+        # is far smaller than the node: a 1-way marginal hosted in a 20,000-cell node is then
+        # summed from a 2-way one of a hundred cells).
+        cells = {c: math.prod(dom[a] for a in c) for c in measured}
         plans, routes = kernels.Plans(), kernels.Plans()
-        hosts = []
-        for c in measured:
+        host_at, nested, at, end = [], [], [], []
+        done: list[Clique] = []
+        for c in sorted(measured, key=lambda c: -cells[c]):
             node = min((n for n in tree.nodes if set(c) <= set(n)), key=tree.node_size.__getitem__)
-            hosts.append(node)
-            plans.add(tree.shapes[node], [k for k, a in enumerate(node) if a in c])
+            within = [d for d in done if set(c) < set(d)]
+            container = min(within, key=cells.__getitem__, default=None)
+            if container is not None and cells[container] < tree.node_size[node]:
+                shape = tuple(dom[a] for a in container)
+                plans.add(shape, [k for k, a in enumerate(container) if a in c])
+                host_at.append(offsets[container][0])
+                nested.append(1)
+            else:
+                plans.add(tree.shapes[node], [k for k, a in enumerate(node) if a in c])
+                host_at.append(tree.offsets[node][0])
+                nested.append(0)
+            at.append(offsets[c][0])
+            end.append(offsets[c][1])
+            done.append(c)
+        for c in measured:
             parent = route[c]
             routes.add(tuple(dom[a] for a in parent), [k for k, a in enumerate(parent) if a in c])
-        self.host_at = kernels.as_index([tree.offsets[n][0] for n in hosts])
-        self.route_at = kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured])
-        self.measured_at = kernels.as_index([offsets[c][0] for c in measured])
-        self.measured_end = kernels.as_index([offsets[c][1] for c in measured])
+        self.host_at = kernels.as_index(host_at)
+        self.nested = kernels.as_index(nested)
+        self.measured_at = kernels.as_index(at)
+        self.measured_end = kernels.as_index(end)
         self.plans = plans.arrays()
+        self.route_at = kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured])
+        self.route_measured_at = kernels.as_index([offsets[c][0] for c in measured])
+        self.route_measured_end = kernels.as_index([offsets[c][1] for c in measured])
         self.routes = routes.arrays()
+        self._work = np.empty(self.y.size)
 
     def project(self, mu: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The stacked measured marginals of flat node marginals `mu`, into `out`."""
-        kernels.project(mu, out, self.host_at, self.measured_at, self.measured_end, *self.plans)
+        kernels.project(
+            mu, out, self.host_at, self.nested, self.measured_at, self.measured_end, *self.plans
+        )
         return out
 
     def lift(self, v: np.ndarray, phi: np.ndarray) -> np.ndarray:
         """`phi` plus the transpose of `project` applied to `v`, in place."""
-        kernels.lift(v, phi, self.host_at, self.measured_at, self.measured_end, *self.plans)
+        kernels.lift(
+            v, self._work, phi, self.host_at, self.nested, self.measured_at, self.measured_end,
+            *self.plans,
+        )
         return phi
 
     def spread(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """`theta` (the model cliques' tables, flat) plus `v` routed to them, in place."""
-        kernels.lift(v, theta, self.route_at, self.measured_at, self.measured_end, *self.routes)
+        kernels.lift(
+            v, self._work, theta, self.route_at, np.zeros_like(self.route_at),
+            self.route_measured_at, self.route_measured_end, *self.routes,
+        )
         return theta
 
 
@@ -252,8 +283,8 @@ class _TreeIterate:
         t, terms = self.tree, self.terms
         self._exact = self._since_exact >= EXACT_EVERY or not kernels.propose(
             self.probs, self.g, float(step), self._factors, self._probs, t.starts, t.sizes,
-            terms.host_at, terms.measured_at, terms.measured_end, kernels.FACTOR_RANGE,
-            kernels.NODE_FLOOR, *terms.plans,
+            terms.host_at, terms.nested, terms.measured_at, terms.measured_end,
+            kernels.FACTOR_RANGE, kernels.NODE_FLOOR, *terms.plans,
         )
         if self._exact:
             phi = self.phi0.copy()

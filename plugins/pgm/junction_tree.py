@@ -150,7 +150,11 @@ class JunctionTree:
         from . import kernels
 
         phi = np.zeros(int(self._sizes.sum()))
-        kernels.lift(theta, phi, *self._hosting)
+        node_at, clique_at, clique_end, *plans = self._hosting
+        kernels.lift(
+            theta, np.empty_like(theta), phi, node_at, np.zeros_like(node_at), clique_at,
+            clique_end, *plans,
+        )
         return phi
 
     @functools.cached_property
@@ -240,8 +244,12 @@ def _reduce_table(table: np.ndarray, kept: tuple[int, ...]) -> np.ndarray:
 
     plan, at, end, shape = _single_plan(table.shape, kept)
     out = np.empty(shape)
-    kernels.project(np.ascontiguousarray(table).ravel(), out.ravel(), at, at, end, *plan)
+    flat = np.ascontiguousarray(table).ravel()
+    kernels.project(flat, out.ravel(), at, _NOT_NESTED, at, end, *plan)
     return out
+
+
+_NOT_NESTED = np.zeros(1, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=4096)

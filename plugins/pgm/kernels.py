@@ -368,39 +368,81 @@ def calibrate(
 
 @numba.njit(**_JIT)
 def project(
-    mu, m, host_at, measured_at, measured_end, inner, width, length, rows, outer_at, outer
+    mu, m, host_at, nested, measured_at, measured_end, inner, width, length, rows, outer_at, outer
 ):  # pragma: no cover - compiled
-    """m = the measured marginals of node marginals `mu` (clique j from the node at
-    host_at[j], by plan j)."""
+    """m = the measured marginals of node marginals `mu`: entry j (in order) by plan j from
+    the table at host_at[j] of `mu`, or, when nested[j], of `m` itself (a measured marginal
+    containing it, computed by an earlier entry)."""
     for t in range(m.size):
         m[t] = 0.0
     for j in range(host_at.size):
-        _reduce(mu, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer)
+        if nested[j]:
+            _reduce(
+                m, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer
+            )
+        else:
+            _reduce(
+                mu, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer
+            )
 
 
 @numba.njit(**_JIT)
 def lift(
-    v, phi, host_at, measured_at, measured_end, inner, width, length, rows, outer_at, outer
+    v,
+    work,
+    phi,
+    host_at,
+    nested,
+    measured_at,
+    measured_end,
+    inner,
+    width,
+    length,
+    rows,
+    outer_at,
+    outer,
 ):  # pragma: no cover - compiled
-    """phi += the transpose of `project` applied to `v` (a vector on the measured cells)."""
-    for j in range(host_at.size):
+    """phi += the transpose of `project` applied to `v` (a vector on the measured cells):
+    entries in reverse order, a nested one added into its container's segment of `work` (a
+    copy of `v`), the others into `phi`."""
+    for t in range(v.size):
+        work[t] = v[t]
+    for j in range(host_at.size - 1, -1, -1):
         h = host_at[j]
-        _broadcast(
-            phi,
-            h,
-            phi,
-            h,
-            v,
-            measured_at[j],
-            True,
-            j,
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
+        if nested[j]:
+            _broadcast(
+                work,
+                h,
+                work,
+                h,
+                work,
+                measured_at[j],
+                True,
+                j,
+                inner,
+                width,
+                length,
+                rows,
+                outer_at,
+                outer,
+            )
+        else:
+            _broadcast(
+                phi,
+                h,
+                phi,
+                h,
+                work,
+                measured_at[j],
+                True,
+                j,
+                inner,
+                width,
+                length,
+                rows,
+                outer_at,
+                outer,
+            )
 
 
 @numba.njit(**_JIT)
@@ -413,6 +455,7 @@ def propose(
     starts,
     sizes,
     host_at,
+    nested,
     measured_at,
     measured_end,
     factor_range,
@@ -428,9 +471,10 @@ def propose(
 
     exp(-step * g) is taken on the measured cells, shifted within each measured clique so
     that its largest factor is 1 (a constant per node, which the calibration's normalisation
-    removes), and multiplied into the host node's cells. Returns False, leaving `new`
-    unspecified, when a factor falls below exp(-factor_range) or a node's largest cell below
-    `node_floor`: the step must then be taken from the log-potentials.
+    removes); in reverse order each entry's factors multiply into its container's (nested) or
+    into its host node's cells. Returns False, leaving `new` unspecified, when a factor falls
+    below exp(-factor_range) or a node's largest cell below `node_floor`: the step must then
+    be taken from the log-potentials.
     """
     for j in range(host_at.size):
         lo = measured_at[j]
@@ -448,24 +492,42 @@ def propose(
             factors[t] = math.exp(f)
     for k in range(current.size):
         new[k] = current[k]
-    for j in range(host_at.size):
+    for j in range(host_at.size - 1, -1, -1):
         h = host_at[j]
-        _broadcast(
-            new,
-            h,
-            new,
-            h,
-            factors,
-            measured_at[j],
-            False,
-            j,
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
+        if nested[j]:
+            _broadcast(
+                factors,
+                h,
+                factors,
+                h,
+                factors,
+                measured_at[j],
+                False,
+                j,
+                inner,
+                width,
+                length,
+                rows,
+                outer_at,
+                outer,
+            )
+        else:
+            _broadcast(
+                new,
+                h,
+                new,
+                h,
+                factors,
+                measured_at[j],
+                False,
+                j,
+                inner,
+                width,
+                length,
+                rows,
+                outer_at,
+                outer,
+            )
     for i in range(starts.size):
         s = starts[i]
         e = s + sizes[i]

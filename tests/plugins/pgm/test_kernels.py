@@ -43,22 +43,22 @@ def test_a_plan_sums_onto_and_broadcasts_from_any_subset_of_axes(case, seed) -> 
     expected = table.sum(axis=dropped).ravel()
 
     out = np.full(size, np.nan)
-    kernels.project(table.ravel(), out, kernels.as_index([0]), at, end, *plans)
+    zero = kernels.as_index([0])
+    kernels.project(table.ravel(), out, zero, zero, at, end, *plans)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
     marginal = rng.normal(size=size)
     broadcast = marginal.reshape([shape[k] if k in kept else 1 for k in range(len(shape))])
     flat = table.ravel().copy()
-    kernels.lift(marginal, flat, kernels.as_index([0]), at, end, *plans)
+    kernels.lift(marginal, np.empty(size), flat, zero, zero, at, end, *plans)
     np.testing.assert_allclose(flat, (table + broadcast).ravel(), rtol=1e-12)
 
     factors = np.empty(size)
     new = np.empty(table.size)
     g = rng.normal(size=size)
     ok = kernels.propose(
-        table.ravel() / table.max(), g, 0.3, factors, new, kernels.as_index([0]),
-        kernels.as_index([table.size]), kernels.as_index([0]), at, end, kernels.FACTOR_RANGE,
-        kernels.NODE_FLOOR, *plans,
+        table.ravel() / table.max(), g, 0.3, factors, new, zero, kernels.as_index([table.size]),
+        zero, zero, at, end, kernels.FACTOR_RANGE, kernels.NODE_FLOOR, *plans,
     )
     assert ok
     step = table * np.exp(-0.3 * g).reshape(broadcast.shape)
@@ -71,12 +71,52 @@ def test_plans_of_a_table_offset_in_a_longer_vector_touch_only_it() -> None:
     flat = np.arange(40.0)
     out = np.zeros(12 + 5)
     kernels.project(
-        flat, out, kernels.as_index([7]), kernels.as_index([5]), kernels.as_index([17]),
-        *plans.arrays(),
+        flat, out, kernels.as_index([7]), kernels.as_index([0]), kernels.as_index([5]),
+        kernels.as_index([17]), *plans.arrays(),
     )
     expected = flat[7:31].reshape(3, 2, 4).sum(axis=1).ravel()
     np.testing.assert_array_equal(out[:5], 0.0)
     np.testing.assert_allclose(out[5:], expected)
+
+
+def test_nested_entries_read_and_write_through_the_marginal_that_contains_them() -> None:
+    # A (3, 2, 4) node; entry 0 is its (0, 2) marginal, entry 1 the (2,) marginal summed from
+    # entry 0's cells (nested), entry 2 the (1,) marginal from the node.
+    rng = np.random.default_rng(5)
+    node = rng.uniform(0.1, 1.0, (3, 2, 4))
+    plans = kernels.Plans()
+    plans.add((3, 2, 4), (0, 2))
+    plans.add((3, 4), (1,))
+    plans.add((3, 2, 4), (1,))
+    host_at = kernels.as_index([0, 0, 0])  # entry 1 from measured cell 0 (entry 0's segment)
+    nested = kernels.as_index([0, 1, 0])
+    at, end = kernels.as_index([0, 12, 16]), kernels.as_index([12, 16, 18])
+    m = np.empty(18)
+    kernels.project(node.ravel(), m, host_at, nested, at, end, *plans.arrays())
+    np.testing.assert_allclose(m[:12], node.sum(axis=1).ravel())
+    np.testing.assert_allclose(m[12:16], node.sum(axis=(0, 1)))
+    np.testing.assert_allclose(m[16:], node.sum(axis=(0, 2)))
+    # The transpose: each entry's vector lands in the node, the nested one through entry 0.
+    v = rng.normal(size=18)
+    phi = np.zeros(24)
+    kernels.lift(v, np.empty(18), phi, host_at, nested, at, end, *plans.arrays())
+    expected = (
+        v[:12].reshape(3, 1, 4) + v[12:16].reshape(1, 1, 4) + v[16:].reshape(1, 2, 1)
+    )
+    np.testing.assert_allclose(phi, np.broadcast_to(expected, (3, 2, 4)).ravel())
+    # And the multiplicative step: exp(-a g) of all three entries, renormalised.
+    g = rng.normal(size=18)
+    new = np.empty(24)
+    ok = kernels.propose(
+        node.ravel() / node.max(), g, 0.7, np.empty(18), new, kernels.as_index([0]),
+        kernels.as_index([24]), host_at, nested, at, end, kernels.FACTOR_RANGE,
+        kernels.NODE_FLOOR, *plans.arrays(),
+    )
+    assert ok
+    step = node * np.exp(-0.7 * np.broadcast_to(
+        g[:12].reshape(3, 1, 4) + g[12:16].reshape(1, 1, 4) + g[16:].reshape(1, 2, 1), (3, 2, 4)
+    ))
+    np.testing.assert_allclose(new, (step / step.max()).ravel(), rtol=1e-12)
 
 
 SIZES = {"a": 2, "b": 3, "c": 2, "d": 4, "e": 3, "f": 2}
