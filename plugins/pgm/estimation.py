@@ -218,6 +218,7 @@ class _Terms:
         self.measured_at = kernels.as_index(at)
         self.measured_end = kernels.as_index(end)
         self.plans = plans.arrays()
+        self.index = (self.host_at, self.nested, self.measured_at, self.measured_end)
         self.route_at = kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured])
         self.route_measured_at = kernels.as_index([offsets[c][0] for c in measured])
         self.route_measured_end = kernels.as_index([offsets[c][1] for c in measured])
@@ -290,10 +291,10 @@ class _TreeIterate:
             phi = self.phi0.copy()
             terms.lift(-(travelled + step * self.g), phi)
             kernels.exponentiate(phi, t.starts, t.sizes, self._probs)
-        t.calibrate(self._probs, self._mu, self.total)
-        terms.project(self._mu, self._m)
-        self._loss, lin = kernels.score(
-            self._m, terms.y, terms.precision, self._g, self.m, self.g
+        self._loss, lin = kernels.evaluate(
+            self._probs, t._scratch, self._mu, t._sent, t._buf, self._m, self._g, self.m, self.g,
+            terms.y, terms.precision, t.index, terms.index, (t.plans, terms.plans), self.total,
+            t.rescale,
         )
         return self._loss, lin
 

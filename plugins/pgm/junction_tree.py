@@ -215,6 +215,10 @@ class CompiledTree:
         self.roots = kernels.as_index([index[r] for r in tree.roots])
         self.rescale = bool(tree._rescale)
         self.plans = plans.arrays()
+        self.index = (
+            self.starts, self.sizes, self.child, self.parent, self.child_plan, self.parent_plan,
+            self.sep_at, self.sep_size, self.roots,
+        )
         cells = int(self.sizes.sum())
         self._scratch = np.empty(cells)
         self._sent = np.empty(max(1, int(self.sep_size.sum())))

@@ -575,3 +575,28 @@ def _initialise() -> None:
 
 
 _initialise()
+
+
+@numba.njit(**_JIT)
+def evaluate(
+    probs, scratch, mu, sent, buf, m, g, current_m, current_g, y, precision, tree, terms, plans,
+    total, rescale,
+):  # pragma: no cover - compiled
+    """`calibrate` the node tables `probs` into `mu`, `project` them into `m` and `score`
+    them (gradient into `g`): one call for what an iteration needs after its step. `tree`,
+    `terms` and `plans` are the index arrays of `calibrate`, `project` and the two plan sets
+    (tree's, terms') as tuples."""
+    starts, sizes, child, parent, child_plan, parent_plan, sep_at, sep_size, roots = tree
+    host_at, nested, measured_at, measured_end = terms
+    t_inner, t_width, t_length, t_rows, t_outer_at, t_outer = plans[0]
+    m_inner, m_width, m_length, m_rows, m_outer_at, m_outer = plans[1]
+    calibrate(
+        probs, scratch, mu, sent, buf, starts, sizes, child, parent, child_plan, parent_plan,
+        sep_at, sep_size, roots, total, rescale, t_inner, t_width, t_length, t_rows, t_outer_at,
+        t_outer,
+    )
+    project(
+        mu, m, host_at, nested, measured_at, measured_end, m_inner, m_width, m_length, m_rows,
+        m_outer_at, m_outer,
+    )
+    return score(m, y, precision, g, current_m, current_g)
