@@ -219,33 +219,28 @@ class _Terms:
         self.measured_end = kernels.as_index(end)
         self.plans = plans.arrays()
         self.index = (self.host_at, self.nested, self.measured_at, self.measured_end)
-        self.route_at = kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured])
-        self.route_measured_at = kernels.as_index([offsets[c][0] for c in measured])
-        self.route_measured_end = kernels.as_index([offsets[c][1] for c in measured])
+        self.route_index = (
+            kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured]),
+            kernels.as_index([0] * len(measured)),
+            kernels.as_index([offsets[c][0] for c in measured]),
+            kernels.as_index([offsets[c][1] for c in measured]),
+        )
         self.routes = routes.arrays()
         self._work = np.empty(self.y.size)
 
     def project(self, mu: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The stacked measured marginals of flat node marginals `mu`, into `out`."""
-        kernels.project(
-            mu, out, self.host_at, self.nested, self.measured_at, self.measured_end, *self.plans
-        )
+        kernels.project(mu, out, self.index, self.plans)
         return out
 
     def lift(self, v: np.ndarray, phi: np.ndarray) -> np.ndarray:
         """`phi` plus the transpose of `project` applied to `v`, in place."""
-        kernels.lift(
-            v, self._work, phi, self.host_at, self.nested, self.measured_at, self.measured_end,
-            *self.plans,
-        )
+        kernels.lift(v, self._work, phi, self.index, self.plans)
         return phi
 
     def spread(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """`theta` (the model cliques' tables, flat) plus `v` routed to them, in place."""
-        kernels.lift(
-            v, self._work, theta, self.route_at, np.zeros_like(self.route_at),
-            self.route_measured_at, self.route_measured_end, *self.routes,
-        )
+        kernels.lift(v, self._work, theta, self.route_index, self.routes)
         return theta
 
 
@@ -284,8 +279,7 @@ class _TreeIterate:
         t, terms = self.tree, self.terms
         self._exact = self._since_exact >= EXACT_EVERY or not kernels.propose(
             self.probs, self.g, float(step), self._factors, self._probs, t.starts, t.sizes,
-            terms.host_at, terms.nested, terms.measured_at, terms.measured_end,
-            kernels.FACTOR_RANGE, kernels.NODE_FLOOR, *terms.plans,
+            terms.index, terms.plans, kernels.FACTOR_RANGE, kernels.NODE_FLOOR,
         )
         if self._exact:
             phi = self.phi0.copy()

@@ -150,15 +150,11 @@ class JunctionTree:
         from . import kernels
 
         phi = np.zeros(int(self._sizes.sum()))
-        node_at, clique_at, clique_end, *plans = self._hosting
-        kernels.lift(
-            theta, np.empty_like(theta), phi, node_at, np.zeros_like(node_at), clique_at,
-            clique_end, *plans,
-        )
+        kernels.lift(theta, np.empty_like(theta), phi, *self._hosting)
         return phi
 
     @functools.cached_property
-    def _hosting(self) -> tuple[np.ndarray, ...]:
+    def _hosting(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         """`kernels.lift`'s maps from the cliques' tables into their host nodes."""
         from . import kernels
 
@@ -166,12 +162,13 @@ class JunctionTree:
         for c in self.cliques:
             n = self.host[c]
             plans.add(self.shapes[n], [k for k, a in enumerate(n) if a in c])
-        return (
+        terms = (
             kernels.as_index([self.offsets[self.host[c]][0] for c in self.cliques]),
+            kernels.as_index([0] * len(self.cliques)),
             kernels.as_index([self.clique_offsets[c][0] for c in self.cliques]),
             kernels.as_index([self.clique_offsets[c][1] for c in self.cliques]),
-            *plans.arrays(),
         )
+        return terms, plans.arrays()
 
     def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
         """The node tables of a flat vector (views)."""
@@ -230,9 +227,8 @@ class CompiledTree:
         from . import kernels
 
         kernels.calibrate(
-            probs, self._scratch, out, self._sent, self._buf, self.starts, self.sizes,
-            self.child, self.parent, self.child_plan, self.parent_plan, self.sep_at,
-            self.sep_size, self.roots, float(total), self.rescale, *self.plans,
+            probs, self._scratch, out, self._sent, self._buf, self.index, self.plans,
+            float(total), self.rescale,
         )
         return out
 
@@ -246,27 +242,24 @@ def _reduce_table(table: np.ndarray, kept: tuple[int, ...]) -> np.ndarray:
     """`table` summed onto its axes `kept` (ascending), by the compiled kernel."""
     from . import kernels
 
-    plan, at, end, shape = _single_plan(table.shape, kept)
+    plan, terms, shape = _single_plan(table.shape, kept)
     out = np.empty(shape)
-    flat = np.ascontiguousarray(table).ravel()
-    kernels.project(flat, out.ravel(), at, _NOT_NESTED, at, end, *plan)
+    kernels.project(np.ascontiguousarray(table).ravel(), out.ravel(), terms, plan)
     return out
-
-
-_NOT_NESTED = np.zeros(1, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=4096)
 def _single_plan(
     shape: tuple[int, ...], kept: tuple[int, ...]
-) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, tuple[int, ...]]:
-    """The plan arrays of one table onto `kept`, its start and end, and the marginal's shape."""
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], tuple[int, ...]]:
+    """The plan of one table onto `kept`, its `kernels.project` terms, the marginal's shape."""
     from . import kernels
 
     plans = kernels.Plans()
     plans.add(shape, kept)
     marginal = tuple(shape[k] for k in kept)
-    return plans.arrays(), kernels.as_index([0]), kernels.as_index([math.prod(marginal)]), marginal
+    zero = kernels.as_index([0])
+    return plans.arrays(), (zero, zero, zero, kernels.as_index([math.prod(marginal)])), marginal
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:

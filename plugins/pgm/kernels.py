@@ -113,8 +113,9 @@ def _plan(shape: tuple[int, ...], kept: tuple[int, ...]) -> tuple[int, int, int,
 
 
 @numba.njit(inline="always", **_JIT)
-def _reduce(src, s0, dst, d0, q, inner, width, length, rows, outer_at, outer):  # pragma: no cover
+def _reduce(src, s0, dst, d0, q, plans):  # pragma: no cover - compiled
     """dst[d0:] += plan q's marginal of the table at src[s0:]."""
+    inner, width, length, rows, outer_at, outer = plans
     w = width[q]
     n = length[q]
     row = w * n
@@ -149,60 +150,52 @@ def _reduce(src, s0, dst, d0, q, inner, width, length, rows, outer_at, outer):  
 
 
 @numba.njit(inline="always", **_JIT)
-def _broadcast(
-    src, s0, dst, d0, f, f0, add, q, inner, width, length, rows, outer_at, outer
-):  # pragma: no cover
+def _broadcast(src, s0, dst, d0, f, f0, add, q, plans):  # pragma: no cover - compiled
     """dst[d0 + k] = src[s0 + k] * f[f0 + cell(k)] (or + when `add`) over plan q's table, where
     cell(k) is the marginal cell of table cell k."""
+    inner, width, length, rows, outer_at, outer = plans
     w = width[q]
     n = length[q]
     row = w * n
     at = outer_at[q]
     for r in range(rows[q]):
-        base = r * row
+        a = s0 + r * row
+        b = d0 + r * row
         t = f0 + outer[at + r]
-        if inner[q] == 0:
-            if n == 2:
-                v0 = f[t]
-                v1 = f[t + 1]
-                if add:
-                    for j in range(w):
-                        dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] + v0
-                        dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] + v1
-                else:
-                    for j in range(w):
-                        dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] * v0
-                        dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] * v1
-                continue
+        if inner[q] == 0 and n == 2:  # a short last run, kept: two values a row
+            v0 = f[t]
+            v1 = f[t + 1]
             for j in range(w):
-                b = base + j * n
-                if add:
-                    for i in range(n):
-                        dst[d0 + b + i] = src[s0 + b + i] + f[t + i]
-                else:
-                    for i in range(n):
-                        dst[d0 + b + i] = src[s0 + b + i] * f[t + i]
-        elif n == 2:
-            if add:
-                for j in range(w):
-                    v = f[t + j]
-                    dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] + v
-                    dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] + v
-            else:
-                for j in range(w):
-                    v = f[t + j]
-                    dst[d0 + base + 2 * j] = src[s0 + base + 2 * j] * v
-                    dst[d0 + base + 2 * j + 1] = src[s0 + base + 2 * j + 1] * v
+                dst[b + 2 * j] = _apply(src[a + 2 * j], v0, add)
+                dst[b + 2 * j + 1] = _apply(src[a + 2 * j + 1], v1, add)
+        elif inner[q] == 0:
+            for j in range(w):
+                for i in range(n):
+                    dst[b + j * n + i] = _apply(src[a + j * n + i], f[t + i], add)
         else:
             for j in range(w):
-                b = base + j * n
                 v = f[t + j]
-                if add:
-                    for i in range(n):
-                        dst[d0 + b + i] = src[s0 + b + i] + v
-                else:
-                    for i in range(n):
-                        dst[d0 + b + i] = src[s0 + b + i] * v
+                for i in range(n):
+                    dst[b + j * n + i] = _apply(src[a + j * n + i], v, add)
+
+
+@numba.njit(inline="always", **_JIT)
+def _apply(x, v, add):  # pragma: no cover - compiled
+    return x + v if add else x * v
+
+
+@numba.njit(inline="always", **_JIT)
+def _fold(work, out, terms, plans, add):  # pragma: no cover - compiled
+    """The entries of `work` (a vector on the measured cells) into `out` (node tables), in
+    reverse order: a nested entry into its container's segment of `work`, the others into
+    their host's cells of `out`; added when `add`, else multiplied."""
+    host_at, nested, measured_at, _measured_end = terms
+    for j in range(host_at.size - 1, -1, -1):
+        h = host_at[j]
+        if nested[j]:
+            _broadcast(work, h, work, h, work, measured_at[j], add, j, plans)
+        else:
+            _broadcast(out, h, out, h, work, measured_at[j], add, j, plans)
 
 
 @numba.njit(**_JIT)
@@ -222,38 +215,21 @@ def exponentiate(phi, starts, sizes, probs):  # pragma: no cover - compiled
 
 
 @numba.njit(**_JIT)
-def calibrate(
-    probs,
-    scratch,
-    out,
-    sent,
-    buf,
-    starts,
-    sizes,
-    child,
-    parent,
-    child_plan,
-    parent_plan,
-    sep_at,
-    sep_size,
-    roots,
-    total,
-    rescale,
-    inner,
-    width,
-    length,
-    rows,
-    outer_at,
-    outer,
-):  # pragma: no cover - compiled
+def calibrate(probs, scratch, out, sent, buf, tree, plans, total, rescale):  # pragma: no cover
     """Node marginals `out` (counts summing to `total` in every component) of the node tables
     `probs` (each at most 1 a cell, left unchanged; `scratch` is overwritten).
 
-    Collect: each child's separator sums (`sent`, rescaled to a maximum of 1 when `rescale`)
-    multiply into its parent. Roots are scaled to `total`. Distribute: each child's marginal
-    is its collected table times the ratio of its parent's separator marginal to the message
-    it sent (0 where it sent 0).
+    `tree` is (starts, sizes, child, parent, child_plan, parent_plan, sep_at, sep_size,
+    roots): node k's cells are starts[k] : starts[k] + sizes[k]; collect edge e sends from
+    child[e] to parent[e] by plans child_plan[e] and parent_plan[e] onto their separator,
+    whose message lives in sent[sep_at[e] : sep_at[e] + sep_size[e]].
+
+    Collect: each child's separator sums (rescaled to a maximum of 1 when `rescale`) multiply
+    into its parent. Roots are scaled to `total`. Distribute: each child's marginal is its
+    collected table times the ratio of its parent's separator marginal to the message it
+    sent (0 where it sent 0).
     """
+    starts, sizes, child, parent, child_plan, parent_plan, sep_at, sep_size, roots = tree
     for k in range(probs.size):
         scratch[k] = probs[k]
     for e in range(child.size):
@@ -261,62 +237,18 @@ def calibrate(
         sz = sep_size[e]
         for t in range(ss, ss + sz):
             sent[t] = 0.0
-        _reduce(
-            scratch,
-            starts[child[e]],
-            sent,
-            ss,
-            child_plan[e],
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
-        if rescale:
-            top = 0.0
-            for t in range(ss, ss + sz):
-                if sent[t] > top:
-                    top = sent[t]
-            if top > 0.0:
-                for t in range(sz):
-                    buf[t] = sent[ss + t] / top
-                p0 = starts[parent[e]]
-                _broadcast(
-                    scratch,
-                    p0,
-                    scratch,
-                    p0,
-                    buf,
-                    0,
-                    False,
-                    parent_plan[e],
-                    inner,
-                    width,
-                    length,
-                    rows,
-                    outer_at,
-                    outer,
-                )
-                continue
+        _reduce(scratch, starts[child[e]], sent, ss, child_plan[e], plans)
         p0 = starts[parent[e]]
-        _broadcast(
-            scratch,
-            p0,
-            scratch,
-            p0,
-            sent,
-            ss,
-            False,
-            parent_plan[e],
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
+        top = 0.0
+        if rescale:
+            for t in range(ss, ss + sz):
+                top = max(top, sent[t])
+        if top > 0.0:
+            for t in range(sz):
+                buf[t] = sent[ss + t] / top
+            _broadcast(scratch, p0, scratch, p0, buf, 0, False, parent_plan[e], plans)
+        else:
+            _broadcast(scratch, p0, scratch, p0, sent, ss, False, parent_plan[e], plans)
     for r in roots:
         s = starts[r]
         e = s + sizes[r]
@@ -331,141 +263,46 @@ def calibrate(
         sz = sep_size[e]
         for t in range(sz):
             buf[t] = 0.0
-        _reduce(
-            out,
-            starts[parent[e]],
-            buf,
-            0,
-            parent_plan[e],
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
+        _reduce(out, starts[parent[e]], buf, 0, parent_plan[e], plans)
         for t in range(sz):
             raw = sent[ss + t]
             buf[t] = buf[t] / raw if raw > 0.0 else 0.0
         c0 = starts[child[e]]
-        _broadcast(
-            scratch,
-            c0,
-            out,
-            c0,
-            buf,
-            0,
-            False,
-            child_plan[e],
-            inner,
-            width,
-            length,
-            rows,
-            outer_at,
-            outer,
-        )
+        _broadcast(scratch, c0, out, c0, buf, 0, False, child_plan[e], plans)
 
 
 @numba.njit(**_JIT)
-def project(
-    mu, m, host_at, nested, measured_at, measured_end, inner, width, length, rows, outer_at, outer
-):  # pragma: no cover - compiled
-    """m = the measured marginals of node marginals `mu`: entry j (in order) by plan j from
-    the table at host_at[j] of `mu`, or, when nested[j], of `m` itself (a measured marginal
-    containing it, computed by an earlier entry)."""
+def project(mu, m, terms, plans):  # pragma: no cover - compiled
+    """m = the measured marginals of node marginals `mu`.
+
+    `terms` is (host_at, nested, measured_at, measured_end): entry j (in order) is summed by
+    plan j from the table at host_at[j] of `mu` or, when nested[j], of `m` itself (a measured
+    marginal containing it, computed by an earlier entry), into
+    m[measured_at[j] : measured_end[j]].
+    """
+    host_at, nested, measured_at, _measured_end = terms
     for t in range(m.size):
         m[t] = 0.0
     for j in range(host_at.size):
         if nested[j]:
-            _reduce(
-                m, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer
-            )
+            _reduce(m, host_at[j], m, measured_at[j], j, plans)
         else:
-            _reduce(
-                mu, host_at[j], m, measured_at[j], j, inner, width, length, rows, outer_at, outer
-            )
+            _reduce(mu, host_at[j], m, measured_at[j], j, plans)
 
 
 @numba.njit(**_JIT)
-def lift(
-    v,
-    work,
-    phi,
-    host_at,
-    nested,
-    measured_at,
-    measured_end,
-    inner,
-    width,
-    length,
-    rows,
-    outer_at,
-    outer,
-):  # pragma: no cover - compiled
+def lift(v, work, phi, terms, plans):  # pragma: no cover - compiled
     """phi += the transpose of `project` applied to `v` (a vector on the measured cells):
     entries in reverse order, a nested one added into its container's segment of `work` (a
     copy of `v`), the others into `phi`."""
     for t in range(v.size):
         work[t] = v[t]
-    for j in range(host_at.size - 1, -1, -1):
-        h = host_at[j]
-        if nested[j]:
-            _broadcast(
-                work,
-                h,
-                work,
-                h,
-                work,
-                measured_at[j],
-                True,
-                j,
-                inner,
-                width,
-                length,
-                rows,
-                outer_at,
-                outer,
-            )
-        else:
-            _broadcast(
-                phi,
-                h,
-                phi,
-                h,
-                work,
-                measured_at[j],
-                True,
-                j,
-                inner,
-                width,
-                length,
-                rows,
-                outer_at,
-                outer,
-            )
+    _fold(work, phi, terms, plans, True)
 
 
 @numba.njit(**_JIT)
 def propose(
-    current,
-    g,
-    step,
-    factors,
-    new,
-    starts,
-    sizes,
-    host_at,
-    nested,
-    measured_at,
-    measured_end,
-    factor_range,
-    node_floor,
-    inner,
-    width,
-    length,
-    rows,
-    outer_at,
-    outer,
+    current, g, step, factors, new, starts, sizes, terms, plans, factor_range, node_floor
 ):  # pragma: no cover - compiled
     """new = current * exp(-step * lift(g)), renormalised to a maximum of 1 per node.
 
@@ -476,6 +313,7 @@ def propose(
     below exp(-factor_range) or a node's largest cell below `node_floor`: the step must then
     be taken from the log-potentials.
     """
+    host_at, _nested, measured_at, measured_end = terms
     for j in range(host_at.size):
         lo = measured_at[j]
         hi = measured_end[j]
@@ -483,8 +321,7 @@ def propose(
         for t in range(lo, hi):
             f = -step * g[t]
             factors[t] = f
-            if f > top:
-                top = f
+            top = max(top, f)
         for t in range(lo, hi):
             f = factors[t] - top
             if not f >= -factor_range:  # also catches NaN
@@ -492,49 +329,13 @@ def propose(
             factors[t] = math.exp(f)
     for k in range(current.size):
         new[k] = current[k]
-    for j in range(host_at.size - 1, -1, -1):
-        h = host_at[j]
-        if nested[j]:
-            _broadcast(
-                factors,
-                h,
-                factors,
-                h,
-                factors,
-                measured_at[j],
-                False,
-                j,
-                inner,
-                width,
-                length,
-                rows,
-                outer_at,
-                outer,
-            )
-        else:
-            _broadcast(
-                new,
-                h,
-                new,
-                h,
-                factors,
-                measured_at[j],
-                False,
-                j,
-                inner,
-                width,
-                length,
-                rows,
-                outer_at,
-                outer,
-            )
+    _fold(factors, new, terms, plans, False)
     for i in range(starts.size):
         s = starts[i]
         e = s + sizes[i]
         top = 0.0
         for k in range(s, e):
-            if new[k] > top:
-                top = new[k]
+            top = max(top, new[k])
         if not top >= node_floor:
             return False
         if top != 1.0:
@@ -542,11 +343,6 @@ def propose(
             for k in range(s, e):
                 new[k] *= inv
     return True
-
-
-def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
-    """An index map as the kernels take it (int64, contiguous)."""
-    return np.ascontiguousarray(np.asarray(values, dtype=np.int64))
 
 
 @numba.njit(**_JIT)
@@ -565,6 +361,24 @@ def score(m, y, precision, g, current_m, current_g):  # pragma: no cover - compi
     return 0.5 * loss, lin
 
 
+@numba.njit(**_JIT)
+def evaluate(
+    probs, scratch, mu, sent, buf, m, g, current_m, current_g, y, precision, tree, terms, plans,
+    total, rescale,
+):  # pragma: no cover - compiled
+    """`calibrate` the node tables `probs` into `mu` (by the tree's plans, plans[0]),
+    `project` them into `m` (by the measured cliques' plans, plans[1]) and `score` them
+    (gradient into `g`): what an iteration needs after its step, in one call."""
+    calibrate(probs, scratch, mu, sent, buf, tree, plans[0], total, rescale)
+    project(mu, m, terms, plans[1])
+    return score(m, y, precision, g, current_m, current_g)
+
+
+def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
+    """An index map as the kernels take it (int64, contiguous)."""
+    return np.ascontiguousarray(np.asarray(values, dtype=np.int64))
+
+
 def _initialise() -> None:
     """Call one kernel on a table of one cell. numba's first call in a process sets up its
     compiler and typing machinery (about 0.4 s on a 2-core machine, whatever the kernel);
@@ -575,28 +389,3 @@ def _initialise() -> None:
 
 
 _initialise()
-
-
-@numba.njit(**_JIT)
-def evaluate(
-    probs, scratch, mu, sent, buf, m, g, current_m, current_g, y, precision, tree, terms, plans,
-    total, rescale,
-):  # pragma: no cover - compiled
-    """`calibrate` the node tables `probs` into `mu`, `project` them into `m` and `score`
-    them (gradient into `g`): one call for what an iteration needs after its step. `tree`,
-    `terms` and `plans` are the index arrays of `calibrate`, `project` and the two plan sets
-    (tree's, terms') as tuples."""
-    starts, sizes, child, parent, child_plan, parent_plan, sep_at, sep_size, roots = tree
-    host_at, nested, measured_at, measured_end = terms
-    t_inner, t_width, t_length, t_rows, t_outer_at, t_outer = plans[0]
-    m_inner, m_width, m_length, m_rows, m_outer_at, m_outer = plans[1]
-    calibrate(
-        probs, scratch, mu, sent, buf, starts, sizes, child, parent, child_plan, parent_plan,
-        sep_at, sep_size, roots, total, rescale, t_inner, t_width, t_length, t_rows, t_outer_at,
-        t_outer,
-    )
-    project(
-        mu, m, host_at, nested, measured_at, measured_end, m_inner, m_width, m_length, m_rows,
-        m_outer_at, m_outer,
-    )
-    return score(m, y, precision, g, current_m, current_g)

@@ -44,13 +44,14 @@ def test_a_plan_sums_onto_and_broadcasts_from_any_subset_of_axes(case, seed) -> 
 
     out = np.full(size, np.nan)
     zero = kernels.as_index([0])
-    kernels.project(table.ravel(), out, zero, zero, at, end, *plans)
+    terms = (zero, zero, at, end)
+    kernels.project(table.ravel(), out, terms, plans)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
     marginal = rng.normal(size=size)
     broadcast = marginal.reshape([shape[k] if k in kept else 1 for k in range(len(shape))])
     flat = table.ravel().copy()
-    kernels.lift(marginal, np.empty(size), flat, zero, zero, at, end, *plans)
+    kernels.lift(marginal, np.empty(size), flat, terms, plans)
     np.testing.assert_allclose(flat, (table + broadcast).ravel(), rtol=1e-12)
 
     factors = np.empty(size)
@@ -58,7 +59,7 @@ def test_a_plan_sums_onto_and_broadcasts_from_any_subset_of_axes(case, seed) -> 
     g = rng.normal(size=size)
     ok = kernels.propose(
         table.ravel() / table.max(), g, 0.3, factors, new, zero, kernels.as_index([table.size]),
-        zero, zero, at, end, kernels.FACTOR_RANGE, kernels.NODE_FLOOR, *plans,
+        terms, plans, kernels.FACTOR_RANGE, kernels.NODE_FLOOR,
     )
     assert ok
     step = table * np.exp(-0.3 * g).reshape(broadcast.shape)
@@ -70,10 +71,9 @@ def test_plans_of_a_table_offset_in_a_longer_vector_touch_only_it() -> None:
     plans.add((3, 2, 4), (0, 2))
     flat = np.arange(40.0)
     out = np.zeros(12 + 5)
-    kernels.project(
-        flat, out, kernels.as_index([7]), kernels.as_index([0]), kernels.as_index([5]),
-        kernels.as_index([17]), *plans.arrays(),
-    )
+    terms = (kernels.as_index([7]), kernels.as_index([0]), kernels.as_index([5]),
+             kernels.as_index([17]))
+    kernels.project(flat, out, terms, plans.arrays())
     expected = flat[7:31].reshape(3, 2, 4).sum(axis=1).ravel()
     np.testing.assert_array_equal(out[:5], 0.0)
     np.testing.assert_allclose(out[5:], expected)
@@ -92,14 +92,15 @@ def test_nested_entries_read_and_write_through_the_marginal_that_contains_them()
     nested = kernels.as_index([0, 1, 0])
     at, end = kernels.as_index([0, 12, 16]), kernels.as_index([12, 16, 18])
     m = np.empty(18)
-    kernels.project(node.ravel(), m, host_at, nested, at, end, *plans.arrays())
+    terms = (host_at, nested, at, end)
+    kernels.project(node.ravel(), m, terms, plans.arrays())
     np.testing.assert_allclose(m[:12], node.sum(axis=1).ravel())
     np.testing.assert_allclose(m[12:16], node.sum(axis=(0, 1)))
     np.testing.assert_allclose(m[16:], node.sum(axis=(0, 2)))
     # The transpose: each entry's vector lands in the node, the nested one through entry 0.
     v = rng.normal(size=18)
     phi = np.zeros(24)
-    kernels.lift(v, np.empty(18), phi, host_at, nested, at, end, *plans.arrays())
+    kernels.lift(v, np.empty(18), phi, terms, plans.arrays())
     expected = (
         v[:12].reshape(3, 1, 4) + v[12:16].reshape(1, 1, 4) + v[16:].reshape(1, 2, 1)
     )
@@ -109,8 +110,8 @@ def test_nested_entries_read_and_write_through_the_marginal_that_contains_them()
     new = np.empty(24)
     ok = kernels.propose(
         node.ravel() / node.max(), g, 0.7, np.empty(18), new, kernels.as_index([0]),
-        kernels.as_index([24]), host_at, nested, at, end, kernels.FACTOR_RANGE,
-        kernels.NODE_FLOOR, *plans.arrays(),
+        kernels.as_index([24]), terms, plans.arrays(), kernels.FACTOR_RANGE,
+        kernels.NODE_FLOOR,
     )
     assert ok
     step = node * np.exp(-0.7 * np.broadcast_to(
