@@ -185,7 +185,8 @@ class CompiledTree:
 
     The collect edges are `JunctionTree._upward` (each child before its parent), each with a
     plan (`kernels.Plans`) for the child's and for the parent's table onto their separator.
-    Scratch buffers are allocated once and reused by every call.
+    Scratch buffers are allocated once and reused by every call, so one tree serves one fit
+    at a time (the kernels release the GIL; each `TreeMirrorDescent` has its own trees).
     """
 
     def __init__(self, tree: JunctionTree) -> None:
