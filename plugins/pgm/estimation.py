@@ -213,17 +213,12 @@ class _Terms:
         for c in measured:
             parent = route[c]
             routes.add(tuple(dom[a] for a in parent), [k for k, a in enumerate(parent) if a in c])
-        self.host_at = kernels.as_index(host_at)
-        self.nested = kernels.as_index(nested)
-        self.measured_at = kernels.as_index(at)
-        self.measured_end = kernels.as_index(end)
+        self.index = kernels.terms(host_at, at, end, nested)
         self.plans = plans.arrays()
-        self.index = (self.host_at, self.nested, self.measured_at, self.measured_end)
-        self.route_index = (
-            kernels.as_index([tree.clique_offsets[route[c]][0] for c in measured]),
-            kernels.as_index([0] * len(measured)),
-            kernels.as_index([offsets[c][0] for c in measured]),
-            kernels.as_index([offsets[c][1] for c in measured]),
+        self.route_index = kernels.terms(
+            [tree.clique_offsets[route[c]][0] for c in measured],
+            [offsets[c][0] for c in measured],
+            [offsets[c][1] for c in measured],
         )
         self.routes = routes.arrays()
         self._work = np.empty(self.y.size)

@@ -13,6 +13,7 @@ import networkx as nx
 import numpy as np
 from mbi import junction_tree as mbi_junction_tree
 
+from . import kernels
 from .domain import Clique
 
 
@@ -147,8 +148,6 @@ class JunctionTree:
     def node_potentials(self, theta: np.ndarray) -> np.ndarray:
         """Node log-potentials (flat as `offsets`): each node's table is the sum of the
         log-potentials `theta` (flat as `clique_offsets`) of the cliques it hosts."""
-        from . import kernels
-
         phi = np.zeros(int(self._sizes.sum()))
         kernels.lift(theta, np.empty_like(theta), phi, *self._hosting)
         return phi
@@ -156,17 +155,14 @@ class JunctionTree:
     @functools.cached_property
     def _hosting(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         """`kernels.lift`'s maps from the cliques' tables into their host nodes."""
-        from . import kernels
-
         plans = kernels.Plans()
         for c in self.cliques:
             n = self.host[c]
             plans.add(self.shapes[n], [k for k, a in enumerate(n) if a in c])
-        terms = (
-            kernels.as_index([self.offsets[self.host[c]][0] for c in self.cliques]),
-            kernels.as_index([0] * len(self.cliques)),
-            kernels.as_index([self.clique_offsets[c][0] for c in self.cliques]),
-            kernels.as_index([self.clique_offsets[c][1] for c in self.cliques]),
+        terms = kernels.terms(
+            [self.offsets[self.host[c]][0] for c in self.cliques],
+            [self.clique_offsets[c][0] for c in self.cliques],
+            [self.clique_offsets[c][1] for c in self.cliques],
         )
         return terms, plans.arrays()
 
@@ -190,8 +186,6 @@ class CompiledTree:
     """
 
     def __init__(self, tree: JunctionTree) -> None:
-        from . import kernels
-
         dom = tree.domain
         index = {n: i for i, n in enumerate(tree.nodes)}
         plans = kernels.Plans()
@@ -204,29 +198,20 @@ class CompiledTree:
             sep_size.append(math.prod(dom[a] for a in n if a in p))
         self.starts = kernels.as_index(tree._starts)
         self.sizes = kernels.as_index(tree._sizes)
-        self.child = kernels.as_index(child)
-        self.parent = kernels.as_index(parent)
-        self.child_plan = kernels.as_index(child_plan)
-        self.parent_plan = kernels.as_index(parent_plan)
-        self.sep_size = kernels.as_index(sep_size)
-        self.sep_at = kernels.as_index(_starts_of(sep_size))
-        self.roots = kernels.as_index([index[r] for r in tree.roots])
+        self.index = (self.starts, self.sizes) + tuple(
+            kernels.as_index(a)
+            for a in (child, parent, child_plan, parent_plan, _starts_of(sep_size), sep_size,
+                      [index[r] for r in tree.roots])
+        )
         self.rescale = bool(tree._rescale)
         self.plans = plans.arrays()
-        self.index = (
-            self.starts, self.sizes, self.child, self.parent, self.child_plan, self.parent_plan,
-            self.sep_at, self.sep_size, self.roots,
-        )
-        cells = int(self.sizes.sum())
-        self._scratch = np.empty(cells)
-        self._sent = np.empty(max(1, int(self.sep_size.sum())))
-        self._buf = np.empty(max(1, int(self.sep_size.max(initial=1))))
+        self._scratch = np.empty(int(self.sizes.sum()))
+        self._sent = np.empty(max(1, sum(sep_size)))
+        self._buf = np.empty(max(1, max(sep_size, default=1)))
 
     def calibrate(self, probs: np.ndarray, out: np.ndarray, total: float) -> np.ndarray:
         """Node marginals into `out` (counts summing to `total`) of node tables `probs` (at most
         1 a cell: exp of the log-potentials less each node's maximum)."""
-        from . import kernels
-
         kernels.calibrate(
             probs, self._scratch, out, self._sent, self._buf, self.index, self.plans,
             float(total), self.rescale,
@@ -241,8 +226,6 @@ def _starts_of(sizes: Sequence[int]) -> list[int]:
 
 def _reduce_table(table: np.ndarray, kept: tuple[int, ...]) -> np.ndarray:
     """`table` summed onto its axes `kept` (ascending), by the compiled kernel."""
-    from . import kernels
-
     plan, terms, shape = _single_plan(table.shape, kept)
     out = np.empty(shape)
     kernels.project(np.ascontiguousarray(table).ravel(), out.ravel(), terms, plan)
@@ -254,37 +237,15 @@ def _single_plan(
     shape: tuple[int, ...], kept: tuple[int, ...]
 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], tuple[int, ...]]:
     """The plan of one table onto `kept`, its `kernels.project` terms, the marginal's shape."""
-    from . import kernels
-
     plans = kernels.Plans()
     plans.add(shape, kept)
     marginal = tuple(shape[k] for k in kept)
-    zero = kernels.as_index([0])
-    return plans.arrays(), (zero, zero, zero, kernels.as_index([math.prod(marginal)])), marginal
+    return plans.arrays(), kernels.terms([0], [0], [math.prod(marginal)]), marginal
 
 
 def _offsets(sizes: Sequence[int], keys: Sequence[Clique]) -> dict[Clique, tuple[int, int]]:
     ends = np.cumsum(sizes)
     return {k: (int(e - s), int(e)) for k, s, e in zip(keys, sizes, ends, strict=True)}
-
-
-def _local_index(dom: mbi.Domain, big: Clique, small: Clique) -> np.ndarray:
-    """For every cell of `big` (C order), the index of its projection in `small` (C order)
-    (read-only; cached by shape, since every round of an adaptive mechanism asks again)."""
-    return _local_index_of(
-        tuple(dom[a] for a in big), tuple(big.index(a) for a in small)
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _local_index_of(shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
-    grid = np.indices(shape).reshape(len(shape), -1)
-    if not axes:
-        out = np.zeros(grid.shape[1], dtype=np.int64)
-    else:
-        out = np.ravel_multi_index(tuple(grid[k] for k in axes), tuple(shape[k] for k in axes))
-    out.setflags(write=False)
-    return out
 
 
 _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [

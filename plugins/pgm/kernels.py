@@ -113,17 +113,20 @@ def _plan(shape: tuple[int, ...], kept: tuple[int, ...]) -> tuple[int, int, int,
 
 
 @numba.njit(inline="always", **_JIT)
+def _entry(q, plans):  # pragma: no cover - compiled
+    """Plan q as (last run kept?, width, length, marginal cell of each outer row)."""
+    inner, width, length, rows, outer_at, outer = plans
+    return inner[q] == 0, width[q], length[q], outer[outer_at[q] : outer_at[q] + rows[q]]
+
+
+@numba.njit(inline="always", **_JIT)
 def _reduce(src, s0, dst, d0, q, plans):  # pragma: no cover - compiled
     """dst[d0:] += plan q's marginal of the table at src[s0:]."""
-    inner, width, length, rows, outer_at, outer = plans
-    w = width[q]
-    n = length[q]
-    row = w * n
-    at = outer_at[q]
-    for r in range(rows[q]):
-        base = s0 + r * row
-        t = d0 + outer[at + r]
-        if inner[q] == 0:  # dst[t + i] += sum over j of src[base + j n + i]
+    kept, w, n, cells = _entry(q, plans)
+    for r in range(cells.size):
+        base = s0 + r * w * n
+        t = d0 + cells[r]
+        if kept:  # dst[t + i] += sum over j of src[base + j n + i]
             if n == 2:  # a short last run: one sum per kept cell, over the run before it
                 a0 = 0.0
                 a1 = 0.0
@@ -153,22 +156,18 @@ def _reduce(src, s0, dst, d0, q, plans):  # pragma: no cover - compiled
 def _broadcast(src, s0, dst, d0, f, f0, add, q, plans):  # pragma: no cover - compiled
     """dst[d0 + k] = src[s0 + k] * f[f0 + cell(k)] (or + when `add`) over plan q's table, where
     cell(k) is the marginal cell of table cell k."""
-    inner, width, length, rows, outer_at, outer = plans
-    w = width[q]
-    n = length[q]
-    row = w * n
-    at = outer_at[q]
-    for r in range(rows[q]):
-        a = s0 + r * row
-        b = d0 + r * row
-        t = f0 + outer[at + r]
-        if inner[q] == 0 and n == 2:  # a short last run, kept: two values a row
+    kept, w, n, cells = _entry(q, plans)
+    for r in range(cells.size):
+        a = s0 + r * w * n
+        b = d0 + r * w * n
+        t = f0 + cells[r]
+        if kept and n == 2:  # a short last run, kept: two values a row
             v0 = f[t]
             v1 = f[t + 1]
             for j in range(w):
                 dst[b + 2 * j] = _apply(src[a + 2 * j], v0, add)
                 dst[b + 2 * j + 1] = _apply(src[a + 2 * j + 1], v1, add)
-        elif inner[q] == 0:
+        elif kept:
             for j in range(w):
                 for i in range(n):
                     dst[b + j * n + i] = _apply(src[a + j * n + i], f[t + i], add)
@@ -377,6 +376,19 @@ def evaluate(
 def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
     """An index map as the kernels take it (int64, contiguous)."""
     return np.ascontiguousarray(np.asarray(values, dtype=np.int64))
+
+
+def terms(
+    host_at: Sequence[int],
+    measured_at: Sequence[int],
+    measured_end: Sequence[int],
+    nested: Sequence[int] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """The `terms` of `project`, `lift` and `propose`: entry j reads the table at host_at[j]
+    (of the node tables, or of the measured cells when nested[j]; none nested by default)
+    into measured cells measured_at[j] : measured_end[j]."""
+    flags = [0] * len(host_at) if nested is None else nested
+    return tuple(as_index(a) for a in (host_at, flags, measured_at, measured_end))
 
 
 def _initialise() -> None:
