@@ -215,32 +215,42 @@ class PrivateTable:
         if not np.isfinite(pen).all() or (np.abs(pen) * SCORE_UNITS > INT_LIMIT).any():
             raise ConfigError("penalties must be finite and below 2**46 in magnitude")
         get = estimates if callable(estimates) else estimates.__getitem__
-        lattice = []
-        for c in checked:
+        cells = [self.domain_size(c) for c in checked]
+        values = []
+        for c, size in zip(checked, cells, strict=True):
             e = np.asarray(get(c), dtype=np.float64).ravel()
-            if e.shape != (self.domain_size(c),):
-                raise ConfigError(
-                    f"estimate for {c} has {e.size} cells, expected {self.domain_size(c)}"
-                )
-            if not np.isfinite(e).all() or np.abs(e).sum() * SCORE_UNITS > INT_LIMIT:
-                raise ConfigError(
-                    f"estimate for {c} must be finite, with absolute values summing below 2**46"
-                )
-            lattice.append(np.rint(e * SCORE_UNITS).astype(np.int64))
+            if e.shape != (size,):
+                raise ConfigError(f"estimate for {c} has {e.size} cells, expected {size}")
+            values.append(e)
+        starts = np.cumsum([0, *cells[:-1]])
+        flat = np.concatenate(values)
+        magnitude = np.add.reduceat(np.abs(flat), starts) * SCORE_UNITS
+        bad = ~(np.isfinite(magnitude) & (magnitude <= INT_LIMIT))
+        if bad.any():
+            raise ConfigError(
+                f"estimate for {checked[int(np.argmax(bad))]} must be finite, with absolute "
+                "values summing below 2**46"
+            )
+        lattice = np.rint(flat * SCORE_UNITS).astype(np.int64)
         self.accountant.compose(
             ExponentialMechanism(epsilon=float(epsilon)), stage=self._stage, label=label
         )
-        w_max = Fraction(float(w.max()))
         exact = fetch_marginals(self._source, checked)  # one scan for the round, where possible
+        counts = np.concatenate([np.asarray(exact[c], dtype=np.int64).ravel() for c in checked])
+        if int(np.add.reduceat(counts, starts).max()) > INT_LIMIT // SCORE_UNITS:
+            raise PrivacyError("tables of more than 2**46 records cannot be scored exactly")
+        # Integer arithmetic throughout: |counts - estimate| summed per candidate, less the
+        # penalty, times w_r / max w as an exact fraction, rounded down.
+        errors = np.add.reduceat(np.abs(counts * SCORE_UNITS - lattice), starts)
+        offsets = np.rint(pen * SCORE_UNITS).astype(np.int64)
+        w_max = Fraction(float(w.max()))
+        ratios: dict[float, Fraction] = {}
         scores = []
-        for c, est_units, w_r, p_r in zip(checked, lattice, w, pen, strict=True):
-            counts = np.asarray(exact[c], dtype=np.int64)
-            if int(counts.sum()) > INT_LIMIT // SCORE_UNITS:
-                raise PrivacyError("tables of more than 2**46 records cannot be scored exactly")
-            error = int(np.abs(counts * SCORE_UNITS - est_units).sum(dtype=np.int64))
-            ratio = Fraction(float(w_r)) / w_max
-            q = (error - int(np.rint(p_r * SCORE_UNITS))) * ratio
-            scores.append(math.floor(q))
+        for error, offset, w_r in zip(errors.tolist(), offsets.tolist(), w.tolist(), strict=True):
+            ratio = ratios.get(w_r)
+            if ratio is None:
+                ratio = ratios[w_r] = Fraction(w_r) / w_max
+            scores.append((error - offset) * ratio.numerator // ratio.denominator)
         # Gumbel scale 2*Delta/epsilon with Delta = SCORE_UNITS; rounded up, so that the
         # mechanism's epsilon is at most the one charged.
         scale = float(np.nextafter(2.0 * SCORE_UNITS / float(epsilon), np.inf))

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 import mbi
 from mbi import junction_tree as mbi_junction_tree
 
+from . import kernels
+
 Clique = tuple[str, ...]
 
 
@@ -30,16 +32,24 @@ class JunctionTreeSizer:
     is its own junction tree; otherwise variables are eliminated greedily, each time the one
     whose neighbourhood (with itself) has the fewest cells, ties to the first in domain order,
     and the model's cells are those of the maximal elimination cliques (the maximal cliques of
-    the triangulated graph). Cell counts of column sets are cached by bit mask.
+    the triangulated graph). On at most `COMPILED_COLUMNS` columns the construction runs in
+    the compiled `kernels.junction_cells` (counts saturate at `kernels.CELLS_CAP`, 2^62
+    cells, far beyond any model that fits in memory); on more, in Python, with cell counts of
+    column sets cached by bit mask.
 
     Args:
         dom: the domain.
     """
 
+    #: Column counts up to which sizes come from the compiled kernel (bit masks in int64).
+    COMPILED_COLUMNS = 62
+
     def __init__(self, dom: mbi.Domain) -> None:
         self.domain = dom
         self._bit = {a: 1 << j for j, a in enumerate(dom.attributes)}
         self._sizes = [int(s) for s in dom.shape]
+        self._compiled = len(self._sizes) <= self.COMPILED_COLUMNS
+        self._size_array = kernels.as_index(self._sizes)
         self._cells: dict[int, int] = {0: 1}
         self._bits: dict[int, tuple[int, ...]] = {}
 
@@ -87,6 +97,12 @@ class JunctionTreeSizer:
 
     def cells_of_graph(self, adj: list[int], present: int) -> int:
         """Cells of the junction tree of a model graph (`adj` is overwritten)."""
+        if self._compiled:
+            return int(kernels.junction_cells(kernels.as_index(adj), present, self._size_array))
+        return self._cells_of_graph(adj, present)
+
+    def _cells_of_graph(self, adj: list[int], present: int) -> int:
+        """`cells_of_graph` in Python, on any number of columns (exact counts)."""
         d = len(self._sizes)
         edges = sum(m.bit_count() for m in adj) // 2
         if edges and edges == d - 1 and self._connected(adj):

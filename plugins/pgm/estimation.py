@@ -59,7 +59,7 @@ def _inner(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _armijo_blocks(
-    step: Callable[[float], bool],
+    block: Callable[[float, int], float],
     loss: Callable[[], float],
     iters: int,
     tol: float | None,
@@ -69,17 +69,17 @@ def _armijo_blocks(
 ) -> float:
     """mbi's mirror-descent schedule: blocks of CALLBACK_EVERY Armijo steps, optional `tol`.
 
-    `step(alpha)` tries one step and says whether it was accepted; the step size grows by 1.01
-    on acceptance and halves on rejection. `iters` steps in all (the last block may be
-    shorter). With `tol`, stop once the loss has improved by at
-    most `tol` (relative) over `patience` consecutive blocks; with `settled`, stop after the
-    first block at whose end it returns True. Returns the final step size.
+    `block(alpha, count)` takes `count` Armijo steps from step size `alpha` (which grows by
+    1.01 on each acceptance and halves on each rejection) and returns the step size after
+    them. `iters` steps in all (the last block may be shorter). With `tol`, stop once the loss
+    has improved by at most `tol` (relative) over `patience` consecutive blocks; with
+    `settled`, stop after the first block at whose end it returns True. Returns the final
+    step size.
     """
     prev, stalls = math.inf, 0
     every = mbi_estimation.CALLBACK_EVERY
     for start in range(0, iters, every):
-        for _ in range(min(every, iters - start)):
-            alpha = alpha * 1.01 if step(alpha) else alpha * 0.5
+        alpha = block(alpha, min(every, iters - start))
         if settled is not None and settled():
             break
         if tol is not None:
@@ -93,20 +93,30 @@ def _armijo_blocks(
 
 class _Iterate(Protocol):
     """What `_mirror_descent` moves: a model's log-potentials, their measured marginals m and
-    the loss's gradient g = precision * (m - y) there."""
+    the loss there."""
 
     m: np.ndarray
-    g: np.ndarray
     loss: float
 
-    def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
-        """Move the current log-potentials by -step * A^T g, where A maps the model to its
-        measured marginals (the current potentials are the starting ones less A^T
-        `travelled`); return the proposal's loss and <g, m - m'>, its measured marginals m'.
-        The proposal is kept until the next call."""
+    def descend(self, alpha: float, count: int, travelled: np.ndarray) -> float:
+        """Take `count` Armijo steps from step size `alpha` (see `_mirror_descent`) and return
+        the step size after them. The log-potentials are the starting ones less A^T
+        `travelled`, where A maps the model to its measured marginals; each accepted step a
+        (gradient g) moves them by -a A^T g and adds a g to `travelled` in place."""
 
-    def accept(self) -> None:
-        """Make the last proposal the current iterate."""
+
+def _armijo_steps(iterate: Any, alpha: float, count: int, travelled: np.ndarray) -> float:
+    """`_Iterate.descend` for an iterate with `propose(step, travelled) -> (loss', <g, m -
+    m'>)`, which keeps its proposal until the next call, `accept()` and the gradient `g`."""
+    for _ in range(count):
+        loss, lin = iterate.propose(alpha, travelled)
+        if iterate.loss - loss >= 0.5 * alpha * lin:
+            np.add(travelled, alpha * iterate.g, out=travelled)
+            iterate.accept()
+            alpha = alpha * 1.01
+        else:
+            alpha = alpha * 0.5
+    return alpha
 
 
 def _mirror_descent(
@@ -136,15 +146,6 @@ def _mirror_descent(
         parametrisation of them moves by its own map of s.
     """
     travelled = np.zeros_like(iterate.m)
-
-    def step(a: float) -> bool:
-        loss, lin = iterate.propose(a, travelled)
-        if iterate.loss - loss >= 0.5 * a * lin:
-            np.add(travelled, a * iterate.g, out=travelled)
-            iterate.accept()
-            return True
-        return False
-
     settled = None
     if watch is not None:
         first = iterate.m[slice(*watch)].copy()
@@ -156,7 +157,14 @@ def _mirror_descent(
             last[0] = now.copy()
             return change <= settle_share * float(np.abs(now - first).sum())
 
-    alpha = _armijo_blocks(step, lambda: iterate.loss, iters, tol, alpha, settled=settled)
+    alpha = _armijo_blocks(
+        lambda a, count: iterate.descend(a, count, travelled),
+        lambda: iterate.loss,
+        iters,
+        tol,
+        alpha,
+        settled=settled,
+    )
     return alpha, travelled
 
 
@@ -247,7 +255,10 @@ class _TreeIterate:
     measured cliques: one exponential per measured cell, not per model cell. Every
     `EXACT_EVERY` steps, and whenever a factor could underflow (see `kernels.propose`), the
     tables are recomputed from the log-potentials, phi0 - A^T travelled. Both give the same
-    iterate up to rounding.
+    iterate up to rounding. A block of steps is one `kernels.descend` call.
+
+    Attributes:
+        tally: [steps, multiplicative proposals, proposals declined] so far.
     """
 
     def __init__(self, tree: JunctionTree, terms: _Terms, phi: np.ndarray, total: float) -> None:
@@ -256,44 +267,41 @@ class _TreeIterate:
         self.total = float(total)
         self.phi0 = phi
         cells, measured = phi.size, terms.y.size
-        self.probs, self._probs = np.empty(cells), np.empty(cells)
-        self.mu, self._mu = np.empty(cells), np.empty(cells)
-        self.m, self._m = np.empty(measured), np.empty(measured)
-        self.g, self._g = np.empty(measured), np.empty(measured)
-        self._factors = np.empty(measured)
-        self._exact = True
+        # Row `_current` of each pair is the iterate, the other the proposal.
+        self._probs, self._mu = np.empty((2, cells)), np.empty((2, cells))
+        self._m, self._g = np.empty((2, measured)), np.empty((2, measured))
+        self._current = 0
+        self._phi, self._v = np.empty(cells), np.empty(measured)
+        self._work, self._factors = np.empty(measured), np.empty(measured)
         self._since_exact = 0
-        kernels.exponentiate(phi, self.tree.starts, self.tree.sizes, self.probs)
-        self.tree.calibrate(self.probs, self.mu, self.total)
-        terms.project(self.mu, self.m)
-        self.loss = self._loss = kernels.score(
-            self.m, terms.y, terms.precision, self.g, self.m, self.g
+        self.tally = np.zeros(3, dtype=np.int64)
+        kernels.exponentiate(phi, self.tree.starts, self.tree.sizes, self._probs[0])
+        self.tree.calibrate(self._probs[0], self._mu[0], self.total)
+        terms.project(self._mu[0], self._m[0])
+        self.loss = kernels.score(
+            self._m[0], terms.y, terms.precision, self._g[0], self._m[0], self._g[0]
         )[0]
 
-    def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
-        t, terms = self.tree, self.terms
-        self._exact = self._since_exact >= EXACT_EVERY or not kernels.propose(
-            self.probs, self.g, float(step), self._factors, self._probs, t.starts, t.sizes,
-            terms.index, terms.plans, kernels.FACTOR_RANGE, kernels.NODE_FLOOR,
-        )
-        if self._exact:
-            phi = self.phi0.copy()
-            terms.lift(-(travelled + step * self.g), phi)
-            kernels.exponentiate(phi, t.starts, t.sizes, self._probs)
-        self._loss, lin = kernels.evaluate(
-            self._probs, t._scratch, self._mu, t._sent, t._buf, self._m, self._g, self.m, self.g,
-            terms.y, terms.precision, t.index, terms.index, (t.plans, terms.plans), self.total,
-            t.rescale,
-        )
-        return self._loss, lin
+    @property
+    def m(self) -> np.ndarray:
+        """The measured marginals."""
+        return self._m[self._current]
 
-    def accept(self) -> None:
-        self.probs, self._probs = self._probs, self.probs
-        self.mu, self._mu = self._mu, self.mu
-        self.m, self._m = self._m, self.m
-        self.g, self._g = self._g, self.g
-        self.loss = self._loss
-        self._since_exact = 0 if self._exact else self._since_exact + 1
+    @property
+    def mu(self) -> np.ndarray:
+        """The flat node marginals."""
+        return self._mu[self._current]
+
+    def descend(self, alpha: float, count: int, travelled: np.ndarray) -> float:
+        t, terms = self.tree, self.terms
+        self._current, self.loss, alpha, self._since_exact = kernels.descend(
+            self._probs, self._mu, self._m, self._g, self._current, float(self.loss),
+            float(alpha), int(count), self._since_exact, travelled, self.phi0, self._phi,
+            self._v, self._work, self._factors, t._scratch, t._sent, t._buf, terms.y,
+            terms.precision, t.index, terms.index, (t.plans, terms.plans), self.total,
+            t.rescale, EXACT_EVERY, kernels.FACTOR_RANGE, kernels.NODE_FLOOR, self.tally,
+        )
+        return alpha
 
 
 class _DenseIterate:
@@ -316,6 +324,7 @@ class _DenseIterate:
         self.g, self.loss = self._residual(self.m)
         self._grad: np.ndarray | None = None
         self._next: tuple[Any, ...] | None = None
+        self.iterations = 0
 
     def _residual(self, m: np.ndarray) -> tuple[np.ndarray, float]:
         diff = m - self.y
@@ -323,6 +332,7 @@ class _DenseIterate:
         return g, 0.5 * _inner(g, diff)
 
     def propose(self, step: float, travelled: np.ndarray) -> tuple[float, float]:
+        self.iterations += 1
         if self._grad is None:  # a rejected step retries the same gradient
             self._grad = self.transpose @ self.g
         theta = self.theta - step * self._grad
@@ -337,6 +347,9 @@ class _DenseIterate:
         self.theta, self.p, self.m, self.g, self.loss = self._next
         self._grad = None
 
+    def descend(self, alpha: float, count: int, travelled: np.ndarray) -> float:
+        return _armijo_steps(self, alpha, count, travelled)
+
 
 @dataclass
 class TreeFit:
@@ -346,11 +359,13 @@ class TreeFit:
         potentials: log-potentials on the model's cliques (tables shaped by each clique).
         marginals: the calibrated model.
         step_size: the line search's last step size.
+        iterations: the iterations (Armijo steps tried) this fit took.
     """
 
     potentials: dict[Clique, np.ndarray]
     marginals: TreeMarginals
     step_size: float
+    iterations: int = 0
 
 
 class TreeMirrorDescent:
@@ -451,7 +466,8 @@ class TreeMirrorDescent:
             for c in cliques
         }
         return TreeFit(
-            potentials, TreeMarginals(tree, tree.tables(iterate.mu), total), alpha
+            potentials, TreeMarginals(tree, tree.tables(iterate.mu), total), alpha,
+            int(iterate.tally[0]),
         )
 
 
@@ -533,4 +549,5 @@ class DenseMirrorDescent:
             {self.full: theta.reshape(self.shape)},
             TreeMarginals(self._tree, {self.full: table}, total),
             alpha,
+            iterate.iterations,
         )

@@ -373,6 +373,141 @@ def evaluate(
     return score(m, y, precision, g, current_m, current_g)
 
 
+@numba.njit(**_JIT)
+def descend(
+    probs, mu, m, g, current, loss, alpha, count, since_exact, travelled, phi0, phi, v, work,
+    factors, scratch, sent, buf, y, precision, tree, terms, plans, total, rescale, exact_every,
+    factor_range, node_floor, tally,
+):  # pragma: no cover - compiled
+    """`count` Armijo steps of mirror descent on a junction tree's node tables.
+
+    The iterate is row `current` of `probs`, `mu`, `m` and `g` (node tables, node marginals,
+    measured marginals, gradient); the other row holds the proposal. A step of size `alpha`
+    is taken multiplicatively (`propose`) unless `exact_every` accepted steps have passed since
+    the last exact one or `propose` declines; it is then taken from the log-potentials,
+    phi0 - lift(travelled + alpha g). It is accepted when the loss falls by at least half its
+    linearised decrease, alpha <g, m - m'>: then travelled += alpha g, the rows swap and alpha
+    grows by 1.01; otherwise alpha halves. `tally` counts [steps, multiplicative proposals,
+    declined ones]. Returns (current, loss, alpha, since_exact).
+    """
+    starts = tree[0]
+    sizes = tree[1]
+    for _ in range(count):
+        c = current
+        n = 1 - current
+        exact = since_exact >= exact_every
+        if not exact:
+            tally[1] += 1
+            if not propose(
+                probs[c], g[c], alpha, factors, probs[n], starts, sizes, terms, plans[1],
+                factor_range, node_floor,
+            ):
+                tally[2] += 1
+                exact = True
+        if exact:
+            gc = g[c]
+            for t in range(v.size):
+                v[t] = -(travelled[t] + alpha * gc[t])
+            for k in range(phi.size):
+                phi[k] = phi0[k]
+            lift(v, work, phi, terms, plans[1])
+            exponentiate(phi, starts, sizes, probs[n])
+        tally[0] += 1
+        new_loss, lin = evaluate(
+            probs[n], scratch, mu[n], sent, buf, m[n], g[n], m[c], g[c], y, precision, tree,
+            terms, plans, total, rescale,
+        )
+        if loss - new_loss >= 0.5 * alpha * lin:
+            gc = g[c]
+            for t in range(travelled.size):
+                travelled[t] += alpha * gc[t]
+            current = n
+            loss = new_loss
+            since_exact = 0 if exact else since_exact + 1
+            alpha = alpha * 1.01
+        else:
+            alpha = alpha * 0.5
+    return current, loss, alpha, since_exact
+
+
+#: `junction_cells` saturates here: a count this large means "at least this many cells".
+CELLS_CAP = 1 << 62
+
+
+@numba.njit(inline="always", **_JIT)
+def _cells(mask, sizes):  # pragma: no cover - compiled
+    """Cells of the columns in bit mask `mask` (saturating at CELLS_CAP)."""
+    out = 1
+    for j in range(sizes.size):
+        if mask >> j & 1:
+            s = sizes[j]
+            out = CELLS_CAP if out > CELLS_CAP // s else out * s
+    return out
+
+
+@numba.njit(**_JIT)
+def junction_cells(adj, present, sizes):  # pragma: no cover - compiled
+    """Cells of the junction tree of a model graph on at most 62 columns, as
+    `domain.JunctionTreeSizer.cells_of_graph` (`adj[j]` the bit mask of column j's
+    neighbours, overwritten; `present` the mask of the columns in the model). Counts
+    saturate at CELLS_CAP: any count that reaches it is returned as CELLS_CAP."""
+    d = sizes.size
+    edges = 0
+    for j in range(d):
+        a = adj[j]
+        while a:
+            a &= a - 1
+            edges += 1
+    edges //= 2
+    if edges > 0 and edges == d - 1:
+        seen = 1
+        frontier = 1
+        while frontier:
+            nxt = 0
+            for j in range(d):
+                if frontier >> j & 1:
+                    nxt |= adj[j]
+            frontier = nxt & ~seen
+            seen |= nxt
+        if seen == (1 << d) - 1:  # a tree: its own junction tree
+            total = 0
+            for i in range(d):
+                for j in range(i + 1, d):
+                    if adj[i] >> j & 1:
+                        total = min(CELLS_CAP, total + _cells((1 << i) | (1 << j), sizes))
+            return total
+    cost = np.ones(d, dtype=np.int64)
+    for j in range(d):
+        if present >> j & 1:
+            cost[j] = _cells(adj[j] | 1 << j, sizes)
+    alive = np.ones(d, dtype=np.bool_)
+    blocks = np.zeros(d, dtype=np.int64)
+    for step in range(d):
+        v = -1
+        for j in range(d):  # the cheapest; ties to the first in domain order
+            if alive[j] and (v < 0 or cost[j] < cost[v]):
+                v = j
+        alive[v] = False
+        nbrs = adj[v]
+        blocks[step] = nbrs | 1 << v
+        for j in range(d):
+            if nbrs >> j & 1:
+                adj[j] = (adj[j] | nbrs) & ~(1 << j) & ~(1 << v)
+                cost[j] = _cells(adj[j] | 1 << j, sizes)
+    total = 0
+    for i in range(d):
+        b = blocks[i]
+        keep = True
+        for k in range(d):
+            o = blocks[k]
+            if (o == b and k < i) or (o != b and b & o == b):
+                keep = False  # a repeat, or inside a larger block
+                break
+        if keep:
+            total = min(CELLS_CAP, total + _cells(b, sizes))
+    return total
+
+
 def as_index(values: np.ndarray | Sequence[int]) -> np.ndarray:
     """An index map as the kernels take it (int64, contiguous)."""
     return np.ascontiguousarray(np.asarray(values, dtype=np.int64))

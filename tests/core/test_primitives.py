@@ -127,6 +127,61 @@ def test_select_weights_scale_scores_exactly(table: pd.DataFrame, schema: Schema
     assert freq == pytest.approx(np.exp(1.5) / (np.exp(1 / 6) + np.exp(1.5)), abs=0.03)
 
 
+class _RecordedScores(SeededNoise):
+    """Seeded noise that keeps the integer scores each noisy max was given."""
+
+    def __init__(self) -> None:
+        super().__init__(np.random.SeedSequence(0))
+        self.scores: list[list[int]] = []
+
+    def noisy_max(self, scores, scale):  # type: ignore[no-untyped-def]
+        self.scores.append(list(scores))
+        return super().noisy_max(scores, scale)
+
+
+def test_select_scores_are_the_exact_integer_qualities(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    # Each score is floor((w_r / max w) * (sum |SCORE_UNITS * count - rint(SCORE_UNITS *
+    # estimate)| - rint(SCORE_UNITS * penalty))), computed here with Python integers and
+    # fractions, candidate by candidate.
+    from safes_framework.primitives import SCORE_UNITS
+
+    source = InMemorySource(schema.encode_array(table), schema.sizes)
+    noise = _RecordedScores()
+    pt = PrivateTable(source, schema, RDPAccountant(), noise)
+    rng = np.random.default_rng(7)
+    cands = [("sex",), ("race", "edu"), ("edu", "income"), ("sex", "race", "income"), ("edu",)]
+    for _ in range(25):
+        est = {c: source.marginal(c) + rng.normal(0, 30, source.marginal(c).size) for c in cands}
+        weights = rng.choice([0.5, 1.0, 1.7, 3.0], len(cands))
+        penalties = rng.uniform(-5, 40, len(cands))
+        pt.select(cands, epsilon=1.0, estimates=est, weights=weights, penalties=penalties)
+        expected = []
+        for c, w_r, p_r in zip(cands, weights, penalties, strict=True):
+            units = [int(x) for x in source.marginal(c) * SCORE_UNITS]
+            lattice = [int(round(float(x) * SCORE_UNITS)) for x in est[c]]
+            error = sum(abs(a - b) for a, b in zip(units, lattice, strict=True))
+            quality = (error - int(round(float(p_r) * SCORE_UNITS))) * (
+                Fraction(float(w_r)) / Fraction(float(max(weights)))
+            )
+            expected.append(int(np.floor(quality)))
+        assert noise.scores[-1] == expected
+
+
+def test_select_names_the_candidate_whose_estimate_is_not_finite(
+    table: pd.DataFrame, schema: Schema
+) -> None:
+    pt = _table(table, schema)
+    est = {("sex",): np.zeros(2), ("race",): np.array([1.0, np.nan])}
+    with pytest.raises(ConfigError, match=r"estimate for \('race',\) must be finite"):
+        pt.select([("sex",), ("race",)], epsilon=1.0, estimates=est)
+    est[("race",)] = np.array([2.0**46, 2.0**46])
+    with pytest.raises(ConfigError, match="summing below 2"):
+        pt.select([("sex",), ("race",)], epsilon=1.0, estimates=est)
+    assert len(pt.accountant.entries) == 0
+
+
 def test_select_validates_inputs(table: pd.DataFrame, schema: Schema) -> None:
     pt = _table(table, schema)
     with pytest.raises(ConfigError, match="unknown column 'zip'"):
