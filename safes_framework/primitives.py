@@ -95,7 +95,8 @@ class PrivateTable:
         return self._audit["rows_read"]
 
     def domain_size(self, clique: Sequence[str]) -> int:
-        return int(np.prod([self._sizes[c] for c in clique], dtype=np.int64))
+        """Cells of the marginal on `clique` (an exact integer)."""
+        return math.prod(self._sizes[c] for c in clique)
 
     def _check_clique(self, clique: Sequence[str]) -> Clique:
         clique = tuple(clique)

@@ -285,6 +285,13 @@ class TreeMarginals:
         self.nodes = tree.nodes
         self.elimination = tree.elimination
         self.tables = dict(tables)
+        # Column sets as bit masks, for the host and component look-ups of every question.
+        self._bit = {a: 1 << j for j, a in enumerate(self.domain.attributes)}
+        self._node_masks = [(n, self._mask(n)) for n in self.nodes]
+        self._component_of: dict[str, int] = {}
+        for n in self.nodes:  # a column's component: that of the first node holding it
+            for a in n:
+                self._component_of.setdefault(a, tree.component[n])
         self._cache: dict[Clique, np.ndarray] = {}
         self._scaled: dict[Clique, np.ndarray] = {}
         self._inverse: dict[tuple[Clique, Clique], np.ndarray] = {}
@@ -303,6 +310,12 @@ class TreeMarginals:
         )
         total = float(model.total)
         return cls(tree, tree.tables(tree.calibrate(theta, total)), total)
+
+    def _mask(self, clique: Sequence[str]) -> int:
+        out = 0
+        for a in clique:
+            out |= self._bit[a]
+        return out
 
     def _project(self, node: Clique, clique: Clique) -> np.ndarray:
         table = self.tables[node]
@@ -335,11 +348,11 @@ class TreeMarginals:
         return nodes, edges
 
     def _component_marginal(self, clique: Clique) -> np.ndarray:
-        hosts = [n for n in self.nodes if set(clique) <= set(n)]
+        want = self._mask(clique)
+        hosts = [n for n, mask in self._node_masks if want & mask == want]
         if hosts:
             return self._project(min(hosts, key=self.tree.node_size.__getitem__), clique)
-        first = next(n for n in self.nodes if clique[0] in n)
-        nodes, edges = self._subtree(clique, self.tree.component[first])
+        nodes, edges = self._subtree(clique, self._component_of[clique[0]])
         involved = sorted(set().union(*[set(n) for n in nodes]), key=self.domain.attributes.index)
         if len(involved) > len(_LETTERS):
             raise ValueError(
@@ -388,10 +401,12 @@ class TreeMarginals:
             if not clique:
                 self._cache[clique] = np.array(self.total)
                 return self._cache[clique]
+            missing = [a for a in clique if a not in self._component_of]
+            if missing:
+                raise ValueError(f"column {missing[0]!r} is not in the model")
             groups: dict[int, list[str]] = {}
             for a in clique:
-                node = next(n for n in self.nodes if a in n)
-                groups.setdefault(self.tree.component[node], []).append(a)
+                groups.setdefault(self._component_of[a], []).append(a)
             if len(groups) == 1:
                 out = self._component_marginal(clique)
             else:
