@@ -104,26 +104,47 @@ class JunctionTreeSizer:
     def _cells_of_graph(self, adj: list[int], present: int) -> int:
         """`cells_of_graph` in Python, on any number of columns (exact counts)."""
         d = len(self._sizes)
-        edges = sum(m.bit_count() for m in adj) // 2
-        if edges and edges == d - 1 and self._connected(adj):
+        if self._is_tree(adj):
             return sum(
                 self._sizes[i] * self._sizes[j] for i in range(d) for j in range(i + 1, d)
                 if adj[i] >> j & 1
             )
-        remaining = list(range(d))
+        _, blocks = self._eliminate(adj, present)
+        maximal = [b for b in set(blocks) if not any(b != o and b & o == b for o in blocks)]
+        return sum(self.cells_of(b) for b in maximal)
+
+    def _is_tree(self, adj: list[int]) -> bool:
+        edges = sum(m.bit_count() for m in adj) // 2
+        return bool(edges) and edges == len(self._sizes) - 1 and self._connected(adj)
+
+    def _eliminate(self, adj: list[int], present: int) -> tuple[list[int], list[int]]:
+        """mbi's greedy elimination of every column (`adj` is overwritten): the order, and
+        each step's elimination clique (the column and its neighbours then) as a mask."""
+        remaining = list(range(len(self._sizes)))
         cost = {j: self.cells_of(adj[j] | 1 << j) if present >> j & 1 else 1 for j in remaining}
+        order: list[int] = []
         blocks: list[int] = []
         while remaining:
             v = min(remaining, key=cost.__getitem__)  # ties: first in domain order
             remaining.remove(v)
+            order.append(v)
             nbrs = adj[v]
             blocks.append(nbrs | 1 << v)
             for j in self._members(nbrs):
                 adj[j] = (adj[j] | nbrs) & ~(1 << j) & ~(1 << v)
                 cost[j] = self.cells_of(adj[j] | 1 << j)
-            present |= nbrs
-        maximal = [b for b in set(blocks) if not any(b != o and b & o == b for o in blocks)]
-        return sum(self.cells_of(b) for b in maximal)
+        return order, blocks
+
+    def elimination_order(self, cliques: Sequence[Clique]) -> list[str] | None:
+        """mbi 2.0's elimination order for a junction tree of `cliques`
+        (`junction_tree.greedy_order`), or None when their graph is a tree (mbi then
+        eliminates in depth-first post-order, which it computes itself)."""
+        adj, present = self.graph(cliques)
+        if self._is_tree(adj):
+            return None
+        order, _ = self._eliminate(adj, present)
+        names = self.domain.attributes
+        return [names[j] for j in order]
 
     @staticmethod
     def _connected(adj: list[int]) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 from mbi import junction_tree as mbi_junction_tree
 
 from . import kernels
-from .domain import Clique
+from .domain import Clique, JunctionTreeSizer
 
 
 def _expand_np(values: np.ndarray, attrs: Sequence[str], target: Sequence[str]) -> np.ndarray:
@@ -43,6 +43,16 @@ def _broadcast_shape(attrs: Sequence[str], target: Sequence[str], dom: mbi.Domai
     return tuple(dom[a] if a in attrs else 1 for a in target)
 
 
+@functools.lru_cache(maxsize=64)
+def _sizer_of(attributes: tuple[str, ...], shape: tuple[int, ...]) -> JunctionTreeSizer:
+    return JunctionTreeSizer(mbi.Domain(attributes, shape))
+
+
+def _sizer(dom: mbi.Domain) -> JunctionTreeSizer:
+    """A `JunctionTreeSizer` of `dom` (one per domain)."""
+    return _sizer_of(tuple(dom.attributes), tuple(int(s) for s in dom.shape))
+
+
 class JunctionTree:
     """A junction tree over a set of cliques, with what numpy message passing needs, precomputed.
 
@@ -57,7 +67,11 @@ class JunctionTree:
     def __init__(self, dom: mbi.Domain, cliques: Sequence[Clique]) -> None:
         self.domain = dom
         self.cliques = tuple(tuple(dom.canonical(c)) for c in cliques)
-        jtree, elimination = mbi_junction_tree.make_junction_tree(dom, list(self.cliques))
+        # mbi's construction, given the elimination order it would pick (computed on bit
+        # masks: mbi's own search builds a Domain per column per step, most of the cost).
+        jtree, elimination = mbi_junction_tree.make_junction_tree(
+            dom, list(self.cliques), _sizer(dom).elimination_order(self.cliques)
+        )
         self.graph: nx.Graph = nx.relabel_nodes(
             jtree, {n: tuple(dom.canonical(n)) for n in jtree.nodes}
         )

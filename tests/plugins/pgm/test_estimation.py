@@ -277,6 +277,25 @@ def test_compiled_sizer_matches_the_python_one(sizes, data) -> None:
     assert sizer.cells_of_graph(list(adj), present) == sizer._cells_of_graph(list(adj), present)
 
 
+def test_elimination_order_is_mbis_greedy_order() -> None:
+    from mbi import junction_tree as mbi_junction_tree
+
+    sizes = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13, "g": 4, "h": 6}
+    dom = pgm.domain(sizes)
+    sizer = pgm.JunctionTreeSizer(dom)
+    rng = np.random.default_rng(8)
+    names = list(sizes)
+    pool = list(itertools.combinations(names, 2)) + list(itertools.combinations(names, 3))
+    for _ in range(100):
+        picks = [pool[i] for i in rng.choice(len(pool), rng.integers(1, 9), replace=False)]
+        if rng.random() < 0.5:
+            picks = [(a,) for a in names] + picks
+        expected = mbi_junction_tree.greedy_order(dom, picks)[0]
+        assert sizer.elimination_order(picks) == expected, picks
+    chain = [(a, b) for a, b in itertools.pairwise(names)]
+    assert sizer.elimination_order(chain) is None  # a tree: mbi orders it itself
+
+
 def test_compiled_sizer_saturates_beyond_any_model() -> None:
     names = [f"x{j}" for j in range(30)]
     sizer = pgm.JunctionTreeSizer(pgm.domain(dict.fromkeys(names, 1000)))
