@@ -32,6 +32,9 @@ from .estimation import (  # noqa: E402
 from .junction_tree import JunctionTree, TreeMarginals  # noqa: E402
 from .measurements import LOSS_WEIGHTINGS, MeasurementLog  # noqa: E402
 from .sampling import sample_tree  # noqa: E402
+from .estimation import load_kernels  # noqa: E402
+
+load_kernels()
 
 __all__ = [
     "Clique",

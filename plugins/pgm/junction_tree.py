@@ -341,15 +341,19 @@ class TreeMarginals:
         """A small subtree of one component whose nodes together cover `clique`: its nodes
         (in the tree's order) and edges. Leaves are pruned, first in the tree's order, while
         the rest still covers their attributes of `clique`."""
-        nodes = [n for n in self.nodes if self.tree.component[n] == component]
+        masks = {n: mask for n, mask in self._node_masks if self.tree.component[n] == component}
+        nodes = list(masks)
         adjacent = {n: set(self.tree.graph[n]) for n in nodes}
-        wanted = set(clique)
+        wanted = self._mask(clique)
         pruned = True
         while pruned and len(nodes) > 1:
             pruned = False
             for leaf in [n for n in nodes if len(adjacent[n]) <= 1]:
-                rest = set().union(*[set(n) for n in nodes if n != leaf])
-                if (set(leaf) & wanted) <= rest:
+                rest = 0
+                for n in nodes:
+                    if n != leaf:
+                        rest |= masks[n]
+                if masks[leaf] & wanted & ~rest == 0:  # the rest still covers its columns
                     nodes.remove(leaf)
                     for other in adjacent.pop(leaf):
                         adjacent[other].discard(leaf)
