@@ -120,36 +120,43 @@ def _entry(q, plans):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", **_JIT)
+def _u(k):  # pragma: no cover - compiled
+    """An index as unsigned: numba then drops its negative-index wrap-around, whose branch
+    keeps LLVM from vectorising the loops (every index here is non-negative)."""
+    return numba.uint64(k)
+
+
+@numba.njit(inline="always", **_JIT)
 def _reduce(src, s0, dst, d0, q, plans):  # pragma: no cover - compiled
     """dst[d0:] += plan q's marginal of the table at src[s0:]."""
     kept, w, n, cells = _entry(q, plans)
     for r in range(cells.size):
         base = s0 + r * w * n
-        t = d0 + cells[r]
+        t = d0 + cells[_u(r)]
         if kept:  # dst[t + i] += sum over j of src[base + j n + i]
             if n == 2:  # a short last run: one sum per kept cell, over the run before it
                 a0 = 0.0
                 a1 = 0.0
                 for j in range(w):
-                    a0 += src[base + 2 * j]
-                    a1 += src[base + 2 * j + 1]
-                dst[t] += a0
-                dst[t + 1] += a1
+                    a0 += src[_u(base + 2 * j)]
+                    a1 += src[_u(base + 2 * j + 1)]
+                dst[_u(t)] += a0
+                dst[_u(t + 1)] += a1
             else:
                 for j in range(w):
                     b = base + j * n
                     for i in range(n):
-                        dst[t + i] += src[b + i]
+                        dst[_u(t + i)] += src[_u(b + i)]
         elif n == 2:  # dst[t + j] += sum over i of src[base + j n + i]
             for j in range(w):
-                dst[t + j] += src[base + 2 * j] + src[base + 2 * j + 1]
+                dst[_u(t + j)] += src[_u(base + 2 * j)] + src[_u(base + 2 * j + 1)]
         else:
             for j in range(w):
                 b = base + j * n
                 acc = 0.0
                 for i in range(n):
-                    acc += src[b + i]
-                dst[t + j] += acc
+                    acc += src[_u(b + i)]
+                dst[_u(t + j)] += acc
 
 
 @numba.njit(inline="always", **_JIT)
@@ -160,22 +167,22 @@ def _broadcast(src, s0, dst, d0, f, f0, add, q, plans):  # pragma: no cover - co
     for r in range(cells.size):
         a = s0 + r * w * n
         b = d0 + r * w * n
-        t = f0 + cells[r]
+        t = f0 + cells[_u(r)]
         if kept and n == 2:  # a short last run, kept: two values a row
-            v0 = f[t]
-            v1 = f[t + 1]
+            v0 = f[_u(t)]
+            v1 = f[_u(t + 1)]
             for j in range(w):
-                dst[b + 2 * j] = _apply(src[a + 2 * j], v0, add)
-                dst[b + 2 * j + 1] = _apply(src[a + 2 * j + 1], v1, add)
+                dst[_u(b + 2 * j)] = _apply(src[_u(a + 2 * j)], v0, add)
+                dst[_u(b + 2 * j + 1)] = _apply(src[_u(a + 2 * j + 1)], v1, add)
         elif kept:
             for j in range(w):
                 for i in range(n):
-                    dst[b + j * n + i] = _apply(src[a + j * n + i], f[t + i], add)
+                    dst[_u(b + j * n + i)] = _apply(src[_u(a + j * n + i)], f[_u(t + i)], add)
         else:
             for j in range(w):
-                v = f[t + j]
+                v = f[_u(t + j)]
                 for i in range(n):
-                    dst[b + j * n + i] = _apply(src[a + j * n + i], v, add)
+                    dst[_u(b + j * n + i)] = _apply(src[_u(a + j * n + i)], v, add)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -205,12 +212,12 @@ def exponentiate(phi, starts, sizes, probs):  # pragma: no cover - compiled
         e = s + sizes[i]
         top = -np.inf
         for k in range(s, e):
-            if phi[k] > top:
-                top = phi[k]
+            if phi[_u(k)] > top:
+                top = phi[_u(k)]
         if not np.isfinite(top):
             top = 0.0
         for k in range(s, e):
-            probs[k] = math.exp(phi[k] - top)
+            probs[_u(k)] = math.exp(phi[_u(k)] - top)
 
 
 @numba.njit(**_JIT)
@@ -230,21 +237,21 @@ def calibrate(probs, scratch, out, sent, buf, tree, plans, total, rescale):  # p
     """
     starts, sizes, child, parent, child_plan, parent_plan, sep_at, sep_size, roots = tree
     for k in range(probs.size):
-        scratch[k] = probs[k]
+        scratch[_u(k)] = probs[_u(k)]
     for e in range(child.size):
         ss = sep_at[e]
         sz = sep_size[e]
         for t in range(ss, ss + sz):
-            sent[t] = 0.0
+            sent[_u(t)] = 0.0
         _reduce(scratch, starts[child[e]], sent, ss, child_plan[e], plans)
         p0 = starts[parent[e]]
         top = 0.0
         if rescale:
             for t in range(ss, ss + sz):
-                top = max(top, sent[t])
+                top = max(top, sent[_u(t)])
         if top > 0.0:
             for t in range(sz):
-                buf[t] = sent[ss + t] / top
+                buf[_u(t)] = sent[_u(ss + t)] / top
             _broadcast(scratch, p0, scratch, p0, buf, 0, False, parent_plan[e], plans)
         else:
             _broadcast(scratch, p0, scratch, p0, sent, ss, False, parent_plan[e], plans)
@@ -253,19 +260,19 @@ def calibrate(probs, scratch, out, sent, buf, tree, plans, total, rescale):  # p
         e = s + sizes[r]
         mass = 0.0
         for k in range(s, e):
-            mass += scratch[k]
+            mass += scratch[_u(k)]
         factor = total / mass if mass > 0.0 else 0.0
         for k in range(s, e):
-            out[k] = scratch[k] * factor
+            out[_u(k)] = scratch[_u(k)] * factor
     for e in range(child.size - 1, -1, -1):
         ss = sep_at[e]
         sz = sep_size[e]
         for t in range(sz):
-            buf[t] = 0.0
+            buf[_u(t)] = 0.0
         _reduce(out, starts[parent[e]], buf, 0, parent_plan[e], plans)
         for t in range(sz):
-            raw = sent[ss + t]
-            buf[t] = buf[t] / raw if raw > 0.0 else 0.0
+            raw = sent[_u(ss + t)]
+            buf[_u(t)] = buf[_u(t)] / raw if raw > 0.0 else 0.0
         c0 = starts[child[e]]
         _broadcast(scratch, c0, out, c0, buf, 0, False, child_plan[e], plans)
 
@@ -281,7 +288,7 @@ def project(mu, m, terms, plans):  # pragma: no cover - compiled
     """
     host_at, nested, measured_at, _measured_end = terms
     for t in range(m.size):
-        m[t] = 0.0
+        m[_u(t)] = 0.0
     for j in range(host_at.size):
         if nested[j]:
             _reduce(m, host_at[j], m, measured_at[j], j, plans)
@@ -295,7 +302,7 @@ def lift(v, work, phi, terms, plans):  # pragma: no cover - compiled
     entries in reverse order, a nested one added into its container's segment of `work` (a
     copy of `v`), the others into `phi`."""
     for t in range(v.size):
-        work[t] = v[t]
+        work[_u(t)] = v[_u(t)]
     _fold(work, phi, terms, plans, True)
 
 
@@ -318,29 +325,29 @@ def propose(
         hi = measured_end[j]
         top = -np.inf
         for t in range(lo, hi):
-            f = -step * g[t]
-            factors[t] = f
+            f = -step * g[_u(t)]
+            factors[_u(t)] = f
             top = max(top, f)
         for t in range(lo, hi):
-            f = factors[t] - top
+            f = factors[_u(t)] - top
             if not f >= -factor_range:  # also catches NaN
                 return False
-            factors[t] = math.exp(f)
+            factors[_u(t)] = math.exp(f)
     for k in range(current.size):
-        new[k] = current[k]
+        new[_u(k)] = current[_u(k)]
     _fold(factors, new, terms, plans, False)
     for i in range(starts.size):
         s = starts[i]
         e = s + sizes[i]
         top = 0.0
         for k in range(s, e):
-            top = max(top, new[k])
+            top = max(top, new[_u(k)])
         if not top >= node_floor:
             return False
         if top != 1.0:
             inv = 1.0 / top
             for k in range(s, e):
-                new[k] *= inv
+                new[_u(k)] *= inv
     return True
 
 
@@ -352,11 +359,11 @@ def score(m, y, precision, g, current_m, current_g):  # pragma: no cover - compi
     loss = 0.0
     lin = 0.0
     for t in range(m.size):
-        diff = m[t] - y[t]
-        gt = precision[t] * diff
-        g[t] = gt
+        diff = m[_u(t)] - y[_u(t)]
+        gt = precision[_u(t)] * diff
+        g[_u(t)] = gt
         loss += gt * diff
-        lin += current_g[t] * (current_m[t] - m[t])
+        lin += current_g[_u(t)] * (current_m[_u(t)] - m[_u(t)])
     return 0.5 * loss, lin
 
 
@@ -407,9 +414,9 @@ def descend(
         if exact:
             gc = g[c]
             for t in range(v.size):
-                v[t] = -(travelled[t] + alpha * gc[t])
+                v[_u(t)] = -(travelled[_u(t)] + alpha * gc[_u(t)])
             for k in range(phi.size):
-                phi[k] = phi0[k]
+                phi[_u(k)] = phi0[_u(k)]
             lift(v, work, phi, terms, plans[1])
             exponentiate(phi, starts, sizes, probs[n])
         tally[0] += 1
@@ -420,7 +427,7 @@ def descend(
         if loss - new_loss >= 0.5 * alpha * lin:
             gc = g[c]
             for t in range(travelled.size):
-                travelled[t] += alpha * gc[t]
+                travelled[_u(t)] += alpha * gc[_u(t)]
             current = n
             loss = new_loss
             since_exact = 0 if exact else since_exact + 1
