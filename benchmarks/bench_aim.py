@@ -14,12 +14,13 @@ Usage:
 secure` runs the release path (exact noise from OS entropy; `--seeds` then only counts runs).
 Every run releases as many rows as the real table, so the TVDs compare like with like.
 
-Before the timed run, each process collects the garbage its imports left (`gc.collect()`,
-timed as `collect_s`). Importing pandas, JAX, mbi and numba leaves about 250,000 objects
-that CPython's collector has not yet examined; without this, the process's next full
-collection falls inside the run, wherever the allocation counts happen to trigger it, and
-adds 0.2-0.3 s on this machine whatever the run does. `--gc leave` skips it; each run
-records how many full collections fell inside it (`full_collections`).
+Importing pandas, JAX, mbi and numba leaves about 250,000 objects that CPython's cyclic
+collector has not yet examined, so a fresh process's next full collection falls inside its
+first run, wherever the allocation counts trigger it, and adds 0.2-0.3 s on this machine
+whatever the run does. The times include it by default (`--gc leave`); `--gc collect` runs
+`gc.collect()` before the timed run instead (timed as `collect_s`), which is what a run in a
+process that has already done some work sees. Each run records how many full collections
+fell inside it (`full_collections`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def mean_tvd(real: np.ndarray, synth: np.ndarray, sizes: list[int], order: int) 
 
 
 def run_one(
-    case: str, seed: int, extra: dict, noise: str = "seeded", collect: bool = True
+    case: str, seed: int, extra: dict, noise: str = "seeded", collect: bool = False
 ) -> dict:
     """One cold run (call in a fresh process)."""
     start = time.perf_counter()
@@ -80,7 +81,7 @@ def run_one(
         "aim", epsilon=spec["epsilon"], delta=DELTA, **{**spec["params"], **extra}
     )
     collect_s = time.perf_counter()
-    if collect:  # the garbage of the imports, see the module docstring
+    if collect:  # the imports' garbage, see the module docstring
         gc.collect()
     collect_s = time.perf_counter() - collect_s
     full = gc.get_stats()[2]["collections"]
@@ -167,8 +168,9 @@ def main() -> None:
                     help="extra AIM parameter (Python literal), e.g. engine='tree'")
     ap.add_argument("--markdown", action="store_true", help="also print a markdown table")
     ap.add_argument("--noise", choices=["seeded", "secure"], default="seeded")
-    ap.add_argument("--gc", choices=["collect", "leave"], default="collect",
-                    help="collect the imports' garbage before each timed run (default)")
+    ap.add_argument("--gc", choices=["leave", "collect"], default="leave",
+                    help="collect the imports' garbage before each timed run, or leave it "
+                    "to the run (default)")
     ap.add_argument("--one", nargs=2, metavar=("CASE", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     extra = {}
