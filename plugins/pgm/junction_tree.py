@@ -309,6 +309,7 @@ class TreeMarginals:
         self._cache: dict[Clique, np.ndarray] = {}
         self._scaled: dict[Clique, np.ndarray] = {}
         self._inverse: dict[tuple[Clique, Clique], np.ndarray] = {}
+        self._given: dict[tuple[Clique, Clique], np.ndarray] = {}
 
     @classmethod
     def from_model(cls, model: mbi.MarkovRandomField) -> TreeMarginals:
@@ -378,18 +379,25 @@ class TreeMarginals:
                 f"at most {len(_LETTERS)} are supported"
             )
         letters = dict(zip(involved, _LETTERS, strict=False))
-        # The node distributions over the separator distributions (each computed once a model).
-        arrays: list[np.ndarray] = []
-        specs: list[str] = []
-        for n in nodes:
-            arrays.append(self._distribution(n))
-            specs.append("".join(letters[a] for a in n))
+        # The subtree's distribution, rooted at its first node: the root's distribution times
+        # every other node's distribution given its separator with its parent (each of those
+        # tables computed once a model).
+        neighbours: dict[Clique, list[Clique]] = {n: [] for n in nodes}
         for a, b in edges:
-            sep = tuple(x for x in a if x in b)
-            if not sep:
-                continue
-            arrays.append(self._inverse_separator(a, sep))
-            specs.append("".join(letters[x] for x in sep))
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+        arrays = [self._distribution(nodes[0])]
+        specs = ["".join(letters[a] for a in nodes[0])]
+        seen, frontier = {nodes[0]}, [nodes[0]]
+        while frontier:
+            parent = frontier.pop(0)
+            for n in neighbours[parent]:
+                if n in seen:
+                    continue
+                seen.add(n)
+                frontier.append(n)
+                arrays.append(self._conditional(n, tuple(x for x in n if x in parent)))
+                specs.append("".join(letters[a] for a in n))
         spec = ",".join(specs) + "->" + "".join(letters[a] for a in clique)
         out = np.einsum(spec, *arrays, optimize=_einsum_path(spec, tuple(x.shape for x in arrays)))
         return np.clip(out, 0.0, None) * self.total
@@ -399,6 +407,17 @@ class TreeMarginals:
         out = self._scaled.get(node)
         if out is None:
             out = self._scaled[node] = self.tables[node] / self.total
+        return out
+
+    def _conditional(self, node: Clique, sep: Clique) -> np.ndarray:
+        """`node`'s distribution given its columns `sep` (in its order): its distribution over
+        the distribution of `sep` (0 where that is 0), cached."""
+        key = (node, sep)
+        out = self._given.get(key)
+        if out is None:
+            inverse = self._inverse_separator(node, sep)
+            shape = tuple(self.domain[a] if a in sep else 1 for a in node)
+            out = self._given[key] = self._distribution(node) * inverse.reshape(shape)
         return out
 
     def _inverse_separator(self, node: Clique, sep: Clique) -> np.ndarray:
