@@ -18,6 +18,30 @@ def domain(sizes: Mapping[str, int]) -> mbi.Domain:
     return mbi.Domain(tuple(sizes), tuple(int(s) for s in sizes.values()))
 
 
+def cells(dom: mbi.Domain, clique: Sequence[str]) -> int:
+    """Cells of `clique`'s marginal (mbi's `Domain.size`, without building a sub-domain)."""
+    return math.prod(dom[a] for a in clique)
+
+
+def clique_routes(
+    maximal: Sequence[Clique], cliques: Sequence[Clique], dom: mbi.Domain
+) -> dict[Clique, Clique]:
+    """mbi 2.0's `clique_utils.clique_mapping(maximal, cliques, dom)`: each clique to the
+    smallest (first on ties) of the `maximal` cliques containing it; cliques in none are
+    left out."""
+    sets = [(m, set(m), cells(dom, m)) for m in maximal]
+    out: dict[Clique, Clique] = {}
+    for cl in cliques:
+        wanted = set(cl)
+        best = None
+        for m, members, size in sets:
+            if wanted <= members and (best is None or size < best[1]):
+                best = (m, size)
+        if best is not None:
+            out[cl] = best[0]
+    return out
+
+
 def model_size_mb(dom: mbi.Domain, cliques: Sequence[Clique]) -> float:
     """Size in MB of the junction tree a model on `cliques` would need."""
     return float(mbi_junction_tree.hypothetical_model_size(dom, list(cliques)))

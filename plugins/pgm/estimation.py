@@ -24,7 +24,7 @@ import numpy as np
 from mbi import estimation as mbi_estimation
 
 from . import kernels
-from .domain import Clique
+from .domain import Clique, clique_routes
 from .junction_tree import JunctionTree, TreeMarginals, _broadcast_shape, _offsets
 from .measurements import MeasurementLog
 
@@ -188,7 +188,7 @@ class _Terms:
 
     def __init__(self, dom: mbi.Domain, log: MeasurementLog, tree: JunctionTree) -> None:
         measured = [tuple(dom.canonical(c)) for c in log.cliques]
-        route = mbi.clique_utils.clique_mapping(list(tree.cliques), measured, domain=dom)
+        route = clique_routes(tree.cliques, measured, dom)
         values = [log.value(c) for c in log.cliques]
         self.y = np.concatenate([v for v, _ in values])
         self.precision = log.loss_weights()

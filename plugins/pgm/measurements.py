@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import mbi
 import numpy as np
 
-from .domain import Clique
+from .domain import Clique, cells, clique_routes
 
 #: Weights of a measurement's squared residual in the estimation loss (see MeasurementLog).
 LOSS_WEIGHTINGS = ("inverse_variance", "inverse_std")
@@ -134,15 +134,13 @@ class MeasurementLog:
         """mbi's `calculate_l2_lipschitz_from_metadata` of `measurements()` (the Lipschitz
         constant of the L2 loss's gradient), in the same arithmetic without building them."""
         cliques = list(self._precision)
-        routing = mbi.clique_utils.clique_mapping(
-            mbi.clique_utils.maximal_subset(cliques), cliques, dom
-        )
+        routing = clique_routes(mbi.clique_utils.maximal_subset(cliques), cliques, dom)
         blocks: dict[Clique, float] = {}
         for clique in cliques:
             _y, s_min, w = self._combined_query(clique)
             q_norm_sq = 1.0 if w is None else float(np.max(np.asarray(w) ** 2))
             containing = routing[clique]
-            proj_norm_sq = dom.size(containing) / dom.size(clique)
+            proj_norm_sq = cells(dom, containing) / cells(dom, clique)
             contribution = q_norm_sq / max(s_min, 1e-12) ** 2 * proj_norm_sq
             blocks[containing] = blocks.get(containing, 0.0) + contribution
         return max(blocks.values()) if blocks else 1.0

@@ -3,6 +3,7 @@ descent engines (against each other and against mbi itself), combined measuremen
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import mbi
@@ -12,6 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safes_plugins import pgm
 from safes_plugins.pgm import kernels
+
+# The module, not the `pgm.domain` function of the same name.
+pgm_domain = importlib.import_module("safes_plugins.pgm.domain")
 
 SIZES = {"a": 2, "b": 3, "c": 2, "d": 4, "e": 3, "f": 2}
 
@@ -294,6 +298,21 @@ def test_elimination_order_is_mbis_greedy_order() -> None:
         assert sizer.elimination_order(picks) == expected, picks
     chain = [(a, b) for a, b in itertools.pairwise(names)]
     assert sizer.elimination_order(chain) is None  # a tree: mbi orders it itself
+
+
+def test_clique_routes_are_mbis_clique_mapping() -> None:
+    sizes = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13}
+    dom = pgm.domain(sizes)
+    rng = np.random.default_rng(9)
+    names = list(sizes)
+    pool = [c for r in (1, 2, 3) for c in itertools.combinations(names, r)]
+    for _ in range(60):
+        cliques = [pool[i] for i in rng.choice(len(pool), rng.integers(2, 12), replace=False)]
+        maximal = mbi.clique_utils.maximal_subset(cliques)
+        asked = cliques + [pool[i] for i in rng.choice(len(pool), 5)]
+        assert pgm_domain.clique_routes(maximal, asked, dom) == (
+            mbi.clique_utils.clique_mapping(maximal, asked, dom)
+        )
 
 
 def test_compiled_sizer_saturates_beyond_any_model() -> None:
