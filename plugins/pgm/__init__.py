@@ -28,12 +28,13 @@ from .estimation import (  # noqa: E402
     TreeFit,
     TreeMirrorDescent,
     estimate_graph,
+    load_kernels,
 )
 from .junction_tree import JunctionTree, TreeMarginals  # noqa: E402
 from .measurements import LOSS_WEIGHTINGS, MeasurementLog  # noqa: E402
 from .sampling import sample_tree  # noqa: E402
-from .estimation import load_kernels  # noqa: E402
 
+# numba loads each compiled kernel from its disk cache on first call: done here, at import.
 load_kernels()
 
 __all__ = [
