@@ -64,8 +64,9 @@ def run_one(
 ) -> dict:
     """One cold run (call in a fresh process)."""
     start = time.perf_counter()
-    import safes_framework
     import safes_plugins.synthesizers.aim  # noqa: F401  (numba, JAX, mbi and the kernels)
+
+    import safes_framework
     from safes_framework import SafesChain, datasets
     from safes_framework.plugins import PluginManager
 
