@@ -247,20 +247,27 @@ def test_inverse_std_weighting_is_mbi_1_0s_loss() -> None:
     np.testing.assert_allclose(default.loss_weights(), 1 / s1**2)
 
 
-def test_junction_tree_sizer_matches_mbi_on_random_clique_sets() -> None:
-    sizes = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13, "g": 4, "h": 6}
-    dom = pgm.domain(sizes)
-    sizer = pgm.JunctionTreeSizer(dom)
-    rng = np.random.default_rng(3)
-    names = list(sizes)
+SIZER_SIZES = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13, "g": 4, "h": 6}
+SIZER_CHAIN = list(itertools.pairwise(SIZER_SIZES))  # a tree
+
+
+def _random_clique_sets(seed: int, count: int):  # type: ignore[no-untyped-def]
+    """`count` random sets of 1-8 pairs and triples of SIZER_SIZES's columns, half of them
+    with every one-way marginal too."""
+    rng = np.random.default_rng(seed)
+    names = list(SIZER_SIZES)
     pool = list(itertools.combinations(names, 2)) + list(itertools.combinations(names, 3))
-    for _ in range(150):
+    for _ in range(count):
         picks = [pool[i] for i in rng.choice(len(pool), rng.integers(1, 9), replace=False)]
-        if rng.random() < 0.5:
-            picks = [(a,) for a in names] + picks
+        yield [(a,) for a in names] + picks if rng.random() < 0.5 else picks
+
+
+def test_junction_tree_sizer_matches_mbi_on_random_clique_sets() -> None:
+    dom = pgm.domain(SIZER_SIZES)
+    sizer = pgm.JunctionTreeSizer(dom)
+    for picks in _random_clique_sets(3, 150):
         assert sizer.size_mb(picks) == pgm.model_size_mb(dom, picks), picks
-    chain = [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e"), ("e", "f"), ("f", "g"), ("g", "h")]
-    assert sizer.size_mb(chain) == pgm.model_size_mb(dom, chain)  # a tree is its own
+    assert sizer.size_mb(SIZER_CHAIN) == pgm.model_size_mb(dom, SIZER_CHAIN)  # its own tree
 
 
 @settings(max_examples=200, deadline=None)
@@ -284,20 +291,12 @@ def test_compiled_sizer_matches_the_python_one(sizes, data) -> None:
 def test_elimination_order_is_mbis_greedy_order() -> None:
     from mbi import junction_tree as mbi_junction_tree
 
-    sizes = {"a": 7, "b": 3, "c": 11, "d": 2, "e": 5, "f": 13, "g": 4, "h": 6}
-    dom = pgm.domain(sizes)
+    dom = pgm.domain(SIZER_SIZES)
     sizer = pgm.JunctionTreeSizer(dom)
-    rng = np.random.default_rng(8)
-    names = list(sizes)
-    pool = list(itertools.combinations(names, 2)) + list(itertools.combinations(names, 3))
-    for _ in range(100):
-        picks = [pool[i] for i in rng.choice(len(pool), rng.integers(1, 9), replace=False)]
-        if rng.random() < 0.5:
-            picks = [(a,) for a in names] + picks
+    for picks in _random_clique_sets(8, 100):
         expected = mbi_junction_tree.greedy_order(dom, picks)[0]
         assert sizer.elimination_order(picks) == expected, picks
-    chain = [(a, b) for a, b in itertools.pairwise(names)]
-    assert sizer.elimination_order(chain) is None  # a tree: mbi orders it itself
+    assert sizer.elimination_order(SIZER_CHAIN) is None  # a tree: mbi orders it itself
 
 
 def test_clique_routes_are_mbis_clique_mapping() -> None:
