@@ -177,13 +177,15 @@ EXACT_EVERY = mbi_estimation.CALLBACK_EVERY
 class _Terms:
     """The measured marginals of a log as one stacked vector, and the maps to and from it.
 
-    `project` reads the stacked measured marginals from the flat node marginals of a junction
-    tree, each from the smallest node containing it; `lift` (its transpose) adds a vector on
-    the measured marginals into the node log-potentials, routed the same way (the joint
-    log-potential is the sum over the nodes, so any node containing a measured clique may
-    carry its term). `spread` adds the same vector into the model cliques' tables, routing each
-    measurement to the smallest model clique containing it (mbi's routing): the potentials a
-    fit returns. Each map is a set of `kernels.Plans`, one per measured clique.
+    `index` and `plans` are the map `kernels.project` reads the stacked measured marginals by
+    from the flat node marginals of a junction tree, each from the smallest node containing
+    it (or from a measured marginal containing it); `kernels.lift` is its transpose, adding a
+    vector on the measured marginals into the node log-potentials routed the same way (the
+    joint log-potential is the sum over the nodes, so any node containing a measured clique
+    may carry its term). `spread` adds the same vector into the model cliques' tables,
+    routing each measurement to the smallest model clique containing it (mbi's routing): the
+    potentials a fit returns. Each map is a set of `kernels.Plans`, one per measured clique;
+    `work` is the measured-size buffer `kernels.lift` needs.
     """
 
     def __init__(self, dom: mbi.Domain, log: MeasurementLog, tree: JunctionTree) -> None:
@@ -229,21 +231,11 @@ class _Terms:
             [offsets[c][1] for c in measured],
         )
         self.routes = routes.arrays()
-        self._work = np.empty(self.y.size)
-
-    def project(self, mu: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The stacked measured marginals of flat node marginals `mu`, into `out`."""
-        kernels.project(mu, out, self.index, self.plans)
-        return out
-
-    def lift(self, v: np.ndarray, phi: np.ndarray) -> np.ndarray:
-        """`phi` plus the transpose of `project` applied to `v`, in place."""
-        kernels.lift(v, self._work, phi, self.index, self.plans)
-        return phi
+        self.work = np.empty(self.y.size)
 
     def spread(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """`theta` (the model cliques' tables, flat) plus `v` routed to them, in place."""
-        kernels.lift(v, self._work, theta, self.route_index, self.routes)
+        kernels.lift(v, self.work, theta, self.route_index, self.routes)
         return theta
 
 
@@ -272,7 +264,7 @@ class _TreeIterate:
         self._m, self._g = np.empty((2, measured)), np.empty((2, measured))
         self._current = 0
         self._phi, self._v = np.empty(cells), np.empty(measured)
-        self._work, self._factors = np.empty(measured), np.empty(measured)
+        self._factors = np.empty(measured)
         self._since_exact = 0
         self.tally = np.zeros(3, dtype=np.int64)
         t = self.tree
@@ -298,7 +290,7 @@ class _TreeIterate:
         self._current, self.loss, alpha, self._since_exact = kernels.descend(
             self._probs, self._mu, self._m, self._g, self._current, float(self.loss),
             float(alpha), int(count), self._since_exact, travelled, self.phi0, self._phi,
-            self._v, self._work, self._factors, t._scratch, t._sent, t._buf, terms.y,
+            self._v, terms.work, self._factors, t._scratch, t._sent, t._buf, terms.y,
             terms.precision, t.index, terms.index, (t.plans, terms.plans), self.total,
             t.rescale, EXACT_EVERY, kernels.FACTOR_RANGE, kernels.NODE_FLOOR, self.tally,
         )
